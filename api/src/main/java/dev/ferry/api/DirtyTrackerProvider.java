@@ -28,6 +28,17 @@ public interface DirtyTrackerProvider {
      */
     Availability probe();
 
+    /**
+     * Preference when the user asks for {@code --trackers auto}: among the available trackers
+     * that accept the chosen accelerator, the one with the highest priority is used. Zero or
+     * less means never chosen automatically (the default: a plugin is used when asked for).
+     *
+     * @return the tracker's priority for automatic choice
+     */
+    default int autoPriority() {
+        return 0;
+    }
+
     /** @return the option names this tracker understands; others are rejected before use */
     default Set<String> optionNames() {
         return Set.of();

@@ -196,6 +196,28 @@ public final class DirtyBitmap {
     }
 
     /**
+     * ORs 64 bits into the bitmap at any page: bit {@code i} of {@code bits} marks page
+     * {@code firstPage + i}. Bits past the end of the bitmap must be clear.
+     *
+     * @return the number of pages newly set
+     */
+    public int orBits(long firstPage, long bits) {
+        if (bits == 0) {
+            return 0;
+        }
+        long last = firstPage + 63 - Long.numberOfLeadingZeros(bits);
+        if (firstPage < 0 || last >= pages) {
+            throw new IndexOutOfBoundsException("page " + Math.max(last, firstPage) + " outside bitmap of " + pages + " pages");
+        }
+        int w = (int) (firstPage >>> 6);
+        int shift = (int) (firstPage & 63);
+        if (shift == 0) {
+            return orWord(w, bits);
+        }
+        return orWord(w, bits << shift) + orWord(w + 1, bits >>> (64 - shift));
+    }
+
+    /**
      * Moves every set bit of this bitmap into {@code dest} and clears it here, word by word,
      * each word atomically (so no concurrent mark is lost: it lands either in {@code dest} now
      * or stays here for the next call). Both bitmaps must cover the same pages.

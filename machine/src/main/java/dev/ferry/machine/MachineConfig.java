@@ -1,0 +1,34 @@
+package dev.ferry.machine;
+
+import dev.ferry.machine.workload.Workload;
+
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * How to build a machine.
+ *
+ * @param ramSize               bytes of guest RAM (a multiple of 2 MiB)
+ * @param vcpus                 number of vCPUs
+ * @param workload              what the vCPUs do
+ * @param acceleratorProperties accelerator properties, e.g. {@code dirty-ring-size=4096}
+ */
+public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<String, String> acceleratorProperties) {
+
+    /** Guest RAM is handed to accelerators in 2 MiB units (huge-page-sized, as KVM guests map it). */
+    public static final long RAM_ALIGN = 2L << 20;
+    /** Upper bound on vCPUs; the host has few cores, and each vCPU is a thread. */
+    public static final int MAX_VCPUS = 64;
+
+    public MachineConfig {
+        Objects.requireNonNull(workload, "workload");
+        acceleratorProperties = Map.copyOf(acceleratorProperties);
+        if (ramSize < RAM_ALIGN || ramSize % RAM_ALIGN != 0) {
+            throw new IllegalArgumentException("memory size must be a positive multiple of 2 MiB, got " + ramSize + " bytes");
+        }
+        if (vcpus < 1 || vcpus > MAX_VCPUS) {
+            throw new IllegalArgumentException("vCPU count must be 1 to " + MAX_VCPUS + ", got " + vcpus);
+        }
+        workload.workingSetSize(ramSize); // validates that the working set fits
+    }
+}
