@@ -45,6 +45,9 @@ public final class Machine implements AutoCloseable {
         this.memory = new MemorySystem();
         try {
             this.ram = memory.allocateRam(RAM_NAME, config.ramSize());
+            if (config.preallocate()) {
+                ram.preallocate();
+            }
             MemoryRegion system = memory.container("system", Long.MAX_VALUE);
             this.systemMemory = memory.addressSpace("memory", system);
             accelerator.attach(memory, systemMemory);

@@ -12,8 +12,10 @@ import java.util.Objects;
  * @param vcpus                 number of vCPUs
  * @param workload              what the vCPUs do
  * @param acceleratorProperties accelerator properties, e.g. {@code dirty-ring-size=4096}
+ * @param preallocate           fault all guest RAM in at creation (QEMU's -mem-prealloc)
  */
-public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<String, String> acceleratorProperties) {
+public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<String, String> acceleratorProperties,
+                            boolean preallocate) {
 
     /** Guest RAM is handed to accelerators in 2 MiB units (huge-page-sized, as KVM guests map it). */
     public static final long RAM_ALIGN = 2L << 20;
@@ -30,5 +32,20 @@ public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<Stri
             throw new IllegalArgumentException("vCPU count must be 1 to " + MAX_VCPUS + ", got " + vcpus);
         }
         workload.workingSetSize(ramSize); // validates that the working set fits
+    }
+
+    /** @return a configuration with preallocated RAM and no accelerator property */
+    public static MachineConfig of(long ramSize, int vcpus, Workload workload) {
+        return new MachineConfig(ramSize, vcpus, workload, Map.of(), true);
+    }
+
+    /** @return this configuration with other accelerator properties */
+    public MachineConfig withAcceleratorProperties(Map<String, String> properties) {
+        return new MachineConfig(ramSize, vcpus, workload, properties, preallocate);
+    }
+
+    /** @return this configuration with preallocation on or off */
+    public MachineConfig withPreallocate(boolean on) {
+        return new MachineConfig(ramSize, vcpus, workload, acceleratorProperties, on);
     }
 }

@@ -30,6 +30,8 @@ public final class Linux {
     public static final int MFD_CLOEXEC = 1;
     /** madvise advice that frees the pages of a shared mapping (mm/madvise.c). */
     public static final int MADV_REMOVE = 9;
+    /** madvise advice that faults pages in writable (Linux 5.14+), as QEMU's qemu_prealloc_mem uses. */
+    public static final int MADV_POPULATE_WRITE = 23;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final StructLayout CAPTURE = Linker.Option.captureStateLayout();

@@ -1,0 +1,94 @@
+package dev.ferry.cli;
+
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.Workload;
+import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Option;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/** The options that describe a guest and how to track it, shared by the commands that run one. */
+final class MachineOptions {
+
+    @Option(names = "--accel", paramLabel = "ACCEL", defaultValue = "auto",
+            description = "Accelerator: kvm, soft, or auto (KVM where usable). Default: ${DEFAULT-VALUE}.")
+    String accelerator;
+
+    @Option(names = "--trackers", paramLabel = "LIST", defaultValue = "auto",
+            description = "Dirty trackers, comma-separated, or auto. See 'ferry trackers'. Default: ${DEFAULT-VALUE}.")
+    String trackers;
+
+    @Option(names = "--mem", paramLabel = "SIZE", defaultValue = "1G", converter = SizeConverter.class,
+            description = "Guest RAM, a multiple of 2 MiB (e.g. 512M, 4G). Default: ${DEFAULT-VALUE}.")
+    long memory;
+
+    @Option(names = "--vcpus", paramLabel = "N", defaultValue = "1",
+            description = "Number of vCPUs. Default: ${DEFAULT-VALUE}.")
+    int vcpus;
+
+    @Option(names = "--workload", paramLabel = "PATTERN", defaultValue = "random", converter = PatternConverter.class,
+            description = "What the guest writes: sequential, random or hotcold. Default: ${DEFAULT-VALUE}.")
+    Pattern pattern;
+
+    @Option(names = "--rate", paramLabel = "MIBPS", defaultValue = "100",
+            description = "Target dirty rate in MiB/s over all vCPUs; 0 for as fast as possible. Default: ${DEFAULT-VALUE}.")
+    double rate;
+
+    @Option(names = "--write-size", paramLabel = "BYTES", defaultValue = "4096",
+            description = "Bytes the guest writes into each page it touches (1-4096). Default: ${DEFAULT-VALUE}.")
+    int writeSize;
+
+    @Option(names = "--dirty-ring-size", paramLabel = "ENTRIES",
+            description = "Entries per vCPU of the KVM dirty ring (tracker kvm-dirtyring).")
+    Long dirtyRingSize;
+
+    @Option(names = {"-o", "--tracker-option"}, paramLabel = "NAME=VALUE",
+            description = "An option for the chosen trackers; repeatable.")
+    Map<String, String> trackerOptions = new LinkedHashMap<>();
+
+    Workload workload() {
+        if (rate < 0 || Double.isNaN(rate) || Double.isInfinite(rate)) {
+            throw new IllegalArgumentException("--rate must be a non-negative number of MiB/s, got " + rate);
+        }
+        if (writeSize < 1 || writeSize > 4096) {
+            throw new IllegalArgumentException("--write-size must be 1 to 4096, got " + writeSize);
+        }
+        return new Workload(pattern, 0, 0, rate, writeSize, 0.1, 0.9, 1);
+    }
+
+    @Option(names = "--no-prealloc", negatable = false,
+            description = "Do not fault guest RAM in at start (QEMU's -mem-prealloc is the default here).")
+    boolean noPrealloc;
+
+    MachineConfig config() {
+        try {
+            return MachineConfig.of(memory, vcpus, workload()).withPreallocate(!noPrealloc);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(e.getMessage().replace("memory size", "--mem").replace("vCPU count", "--vcpus"));
+        }
+    }
+
+    Map<String, String> options() {
+        Map<String, String> all = new LinkedHashMap<>(trackerOptions);
+        if (dirtyRingSize != null) {
+            all.put("dirty-ring-size", Long.toString(dirtyRingSize));
+        }
+        return all;
+    }
+
+    static final class SizeConverter implements ITypeConverter<Long> {
+        @Override
+        public Long convert(String value) {
+            return Sizes.parse(value);
+        }
+    }
+
+    static final class PatternConverter implements ITypeConverter<Pattern> {
+        @Override
+        public Pattern convert(String value) {
+            return Pattern.parse(value);
+        }
+    }
+}

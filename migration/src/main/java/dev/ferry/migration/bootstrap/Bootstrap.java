@@ -1,0 +1,273 @@
+package dev.ferry.migration.bootstrap;
+
+import com.google.inject.Guice;
+import com.google.inject.Inject;
+import dev.ferry.api.AcceleratorRequirements;
+import dev.ferry.api.Availability;
+import dev.ferry.api.DirtyTracker;
+import dev.ferry.api.DirtyTrackerProvider;
+import dev.ferry.api.Options;
+import dev.ferry.machine.AcceleratorProvider;
+import dev.ferry.machine.Machine;
+import dev.ferry.machine.MachineConfig;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * Chooses accelerator and trackers by name and builds tracked machines. The providers come
+ * from the Guice module ({@link FerryModule}), which got them from {@link Plugins}.
+ */
+public final class Bootstrap {
+
+    /** The word that asks Ferry to choose. */
+    public static final String AUTO = "auto";
+
+    private final Map<String, DirtyTrackerProvider> trackers;
+    private final Map<String, AcceleratorProvider> accelerators;
+    private final Map<String, Availability> probes = new HashMap<>();
+
+    @Inject
+    Bootstrap(Map<String, DirtyTrackerProvider> trackers, Map<String, AcceleratorProvider> accelerators) {
+        this.trackers = new TreeMap<>(trackers);
+        this.accelerators = new TreeMap<>(accelerators);
+    }
+
+    /** @return a bootstrap over the providers on the class path */
+    public static Bootstrap create() {
+        return create(Plugins.discover());
+    }
+
+    /** @return a bootstrap over the given providers */
+    public static Bootstrap create(Plugins plugins) {
+        return Guice.createInjector(new FerryModule(plugins)).getInstance(Bootstrap.class);
+    }
+
+    private synchronized Availability probe(String key, java.util.function.Supplier<Availability> probe) {
+        return probes.computeIfAbsent(key, k -> {
+            try {
+                return probe.get();
+            } catch (RuntimeException e) {
+                return Availability.no("probe failed: " + e.getMessage());
+            }
+        });
+    }
+
+    private Availability probe(DirtyTrackerProvider p) {
+        return probe("tracker:" + p.name(), p::probe);
+    }
+
+    private Availability probe(AcceleratorProvider p) {
+        return probe("accel:" + p.name(), p::probe);
+    }
+
+    /** @return every discovered tracker, by name, with its availability here */
+    public List<TrackerInfo> trackers() {
+        List<TrackerInfo> out = new ArrayList<>();
+        for (DirtyTrackerProvider p : trackers.values()) {
+            Availability a = probe(p);
+            out.add(new TrackerInfo(p.name(), a.available(), a.reason(), p.description()));
+        }
+        return out;
+    }
+
+    /** @return every discovered accelerator's name and availability */
+    public Map<String, Availability> accelerators() {
+        Map<String, Availability> out = new LinkedHashMap<>();
+        accelerators.values().forEach(p -> out.put(p.name(), probe(p)));
+        return out;
+    }
+
+    /**
+     * Resolves the user's choice.
+     *
+     * @param accelerator an accelerator name or {@code auto}
+     * @param trackerList a comma list of tracker names, or {@code auto}
+     * @param options     tracker options by name; each must be understood by a chosen tracker
+     * @throws UsageException with a one-line message saying what is wrong and what is available
+     */
+    public Plan plan(String accelerator, String trackerList, Map<String, String> options) {
+        AcceleratorProvider accel = AUTO.equals(accelerator) ? null : accelerator(accelerator);
+        List<DirtyTrackerProvider> chosen = new ArrayList<>();
+        if (AUTO.equals(trackerList.trim())) {
+            if (accel == null) {
+                accel = bestAccelerator(List.of(), Map.of());
+            }
+            chosen.add(autoTracker(accel, options));
+        } else {
+            for (String name : parseList(trackerList)) {
+                chosen.add(tracker(name));
+            }
+        }
+        Map<String, Options> trackerOptions = splitOptions(chosen, options);
+        Map<DirtyTrackerProvider, AcceleratorRequirements> needs = new LinkedHashMap<>();
+        for (DirtyTrackerProvider p : chosen) {
+            try {
+                needs.put(p, p.requirements(trackerOptions.get(p.name())));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("tracker " + p.name() + ": " + e.getMessage());
+            }
+        }
+        if (accel == null) {
+            accel = bestAccelerator(chosen, needs);
+        } else {
+            for (var e : needs.entrySet()) {
+                if (!e.getValue().accepts(accel.name())) {
+                    throw new UsageException("tracker " + e.getKey().name() + " needs the "
+                            + String.join(" or ", new java.util.TreeSet<>(e.getValue().accelerators()))
+                            + " accelerator, but --accel " + accel.name() + " was chosen");
+                }
+            }
+        }
+        Map<String, String> properties = new TreeMap<>();
+        for (var e : needs.entrySet()) {
+            for (var prop : e.getValue().properties().entrySet()) {
+                String old = properties.putIfAbsent(prop.getKey(), prop.getValue());
+                if (old != null && !old.equals(prop.getValue())) {
+                    throw new UsageException("trackers disagree on accelerator property " + prop.getKey()
+                            + ": " + old + " vs " + prop.getValue() + " (from " + e.getKey().name() + ")");
+                }
+            }
+        }
+        return new Plan(accel, chosen, trackerOptions, properties);
+    }
+
+    private static List<String> parseList(String list) {
+        Set<String> names = new LinkedHashSet<>();
+        for (String raw : list.split(",", -1)) {
+            String name = raw.trim();
+            if (name.isEmpty()) {
+                throw new UsageException("empty name in tracker list '" + list + "'; give names separated by commas, or auto");
+            }
+            if (!names.add(name)) {
+                throw new UsageException("tracker " + name + " is listed twice");
+            }
+        }
+        return List.copyOf(names);
+    }
+
+    private AcceleratorProvider accelerator(String name) {
+        AcceleratorProvider p = accelerators.get(name);
+        if (p == null) {
+            throw new UsageException("unknown accelerator '" + name + "'; known: auto, "
+                    + String.join(", ", accelerators.keySet()));
+        }
+        Availability a = probe(p);
+        if (!a.available()) {
+            throw new UsageException("accelerator " + name + " is not available here: " + a.reason()
+                    + " (use --accel auto to fall back to one that is)");
+        }
+        return p;
+    }
+
+    private DirtyTrackerProvider tracker(String name) {
+        DirtyTrackerProvider p = trackers.get(name);
+        if (p == null) {
+            throw new UsageException("unknown tracker '" + name + "'; " + describeAvailable());
+        }
+        Availability a = probe(p);
+        if (!a.available()) {
+            throw new UsageException("tracker " + name + " is not available here: " + a.reason() + "; "
+                    + describeAvailable());
+        }
+        return p;
+    }
+
+    private String describeAvailable() {
+        List<String> ok = new ArrayList<>();
+        for (TrackerInfo t : trackers()) {
+            if (t.available()) {
+                ok.add(t.name());
+            }
+        }
+        return ok.isEmpty() ? "no tracker is available here (see ferry trackers)"
+                : "available here: " + String.join(", ", ok) + " (or auto)";
+    }
+
+    private AcceleratorProvider bestAccelerator(List<DirtyTrackerProvider> chosen,
+                                                Map<DirtyTrackerProvider, AcceleratorRequirements> needs) {
+        return accelerators.values().stream()
+                .filter(p -> probe(p).available())
+                .filter(p -> needs.values().stream().allMatch(r -> r.accepts(p.name())))
+                .max(Comparator.comparingInt(AcceleratorProvider::autoPriority))
+                .orElseThrow(() -> new UsageException(chosen.isEmpty()
+                        ? "no accelerator is available here"
+                        : "no available accelerator suits trackers " + String.join(",",
+                        chosen.stream().map(DirtyTrackerProvider::name).toList())
+                        + "; available accelerators: " + String.join(", ", accelerators.values().stream()
+                        .filter(p -> probe(p).available()).map(AcceleratorProvider::name).toList())));
+    }
+
+    private DirtyTrackerProvider autoTracker(AcceleratorProvider accel, Map<String, String> options) {
+        return trackers.values().stream()
+                .filter(p -> p.autoPriority() > 0 && probe(p).available())
+                .filter(p -> {
+                    try {
+                        return p.requirements(Options.of(only(p, options))).accepts(accel.name());
+                    } catch (IllegalArgumentException e) {
+                        return false;
+                    }
+                })
+                .max(Comparator.comparingInt(DirtyTrackerProvider::autoPriority))
+                .orElseThrow(() -> new UsageException("no available tracker works with the " + accel.name()
+                        + " accelerator; " + describeAvailable()));
+    }
+
+    private static Map<String, String> only(DirtyTrackerProvider p, Map<String, String> options) {
+        Map<String, String> mine = new TreeMap<>();
+        options.forEach((k, v) -> {
+            if (p.optionNames().contains(k)) {
+                mine.put(k, v);
+            }
+        });
+        return mine;
+    }
+
+    private static Map<String, Options> splitOptions(List<DirtyTrackerProvider> chosen, Map<String, String> options) {
+        for (String key : options.keySet()) {
+            if (chosen.stream().noneMatch(p -> p.optionNames().contains(key))) {
+                throw new UsageException("option " + key + " is not understood by tracker(s) "
+                        + String.join(",", chosen.stream().map(DirtyTrackerProvider::name).toList()));
+            }
+        }
+        Map<String, Options> out = new HashMap<>();
+        for (DirtyTrackerProvider p : chosen) {
+            out.put(p.name(), Options.of(only(p, options)));
+        }
+        return out;
+    }
+
+    /**
+     * Builds the machine the plan describes and attaches its trackers. The vCPUs do not run yet.
+     *
+     * @throws UsageException for a configuration the accelerator or a tracker refuses
+     */
+    public TrackedMachine build(Plan plan, MachineConfig config) {
+        Machine machine;
+        try {
+            machine = Machine.create(config.withAcceleratorProperties(plan.acceleratorProperties()), plan.accelerator());
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage());
+        }
+        List<DirtyTracker> attached = new ArrayList<>();
+        try {
+            for (DirtyTrackerProvider p : plan.trackers()) {
+                DirtyTracker t = p.create(machine.context(plan.trackerOptions().get(p.name())));
+                attached.add(t);
+                machine.systemMemory().registerListener(t);
+            }
+        } catch (RuntimeException e) {
+            new TrackedMachine(machine, List.of(), plan).close();
+            attached.forEach(DirtyTracker::close);
+            throw e;
+        }
+        return new TrackedMachine(machine, attached, plan);
+    }
+}
