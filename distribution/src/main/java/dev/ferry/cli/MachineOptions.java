@@ -81,14 +81,24 @@ final class MachineOptions {
     static final class SizeConverter implements ITypeConverter<Long> {
         @Override
         public Long convert(String value) {
-            return Sizes.parse(value);
+            try {
+                return Sizes.parse(value);
+            } catch (IllegalArgumentException e) {
+                // picocli shows a TypeConversionException's message as is; any other exception
+                // it prints with its class name ("java.lang.IllegalArgumentException: ...").
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
         }
     }
 
     static final class PatternConverter implements ITypeConverter<Pattern> {
         @Override
         public Pattern convert(String value) {
-            return Pattern.parse(value);
+            try {
+                return Pattern.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new picocli.CommandLine.TypeConversionException(e.getMessage());
+            }
         }
     }
 }

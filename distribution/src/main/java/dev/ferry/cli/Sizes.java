@@ -36,7 +36,7 @@ final class Sizes {
         }
         try {
             long n = Long.parseLong(s.trim());
-            if (n <= 0 || (shift > 0 && n > (Long.MAX_VALUE >> shift))) {
+            if (n < 0 || (shift > 0 && n > (Long.MAX_VALUE >> shift))) {
                 throw new NumberFormatException();
             }
             return n << shift;

@@ -66,8 +66,10 @@ public final class VcpuControl {
             lastCheckNanos = now;
             paceStartNanos = now;
         }
-        runSinceThrottleNanos += now - lastCheckNanos;
         int throttle = throttlePercent;
+        // Only run time under a throttle counts: time run unthrottled must not be charged as
+        // one long sleep when a throttle is set later.
+        runSinceThrottleNanos = throttle > 0 ? runSinceThrottleNanos + now - lastCheckNanos : 0;
         if (throttle > 0 && runSinceThrottleNanos >= THROTTLE_TIMESLICE_NS) {
             // As QEMU's cpu_throttle_thread: sleep pct / (1 - pct) of the time run.
             long sleep = runSinceThrottleNanos * throttle / (100 - throttle);

@@ -260,7 +260,7 @@ public final class AddressSpace {
      * @throws IllegalArgumentException if part of the range is unmapped or read-only
      */
     public void write(long address, MemorySegment src) {
-        FlatView view = current;
+        FlatView view = flatView();
         long done = 0;
         long length = src.byteSize();
         while (done < length) {
@@ -296,7 +296,7 @@ public final class AddressSpace {
      * @throws IllegalArgumentException if part of the range is unmapped
      */
     public void read(long address, MemorySegment dst) {
-        FlatView view = current;
+        FlatView view = flatView();
         long done = 0;
         long length = dst.byteSize();
         while (done < length) {

@@ -155,10 +155,11 @@ public final class DirtyBitmap {
      * @return the first set page at or after {@code from}, or -1 if none
      */
     public long nextSetBit(long from) {
+        from = Math.max(from, 0); // a negative start means from the first page
         if (from >= pages) {
             return -1;
         }
-        int w = (int) (Math.max(from, 0) >>> 6);
+        int w = (int) (from >>> 6);
         long word = (long) WORD.getOpaque(words, w) & (-1L << from);
         while (true) {
             if (word != 0) {

@@ -224,6 +224,7 @@ public final class MemorySystem implements AutoCloseable {
             globalDirtyLog = true;
             allListeners().forEach(MemoryListener::logGlobalStart);
             updatePending = true;
+            addressSpaces.forEach(AddressSpace::invalidateUncommitted);
         } finally {
             commit();
         }
@@ -231,16 +232,24 @@ public final class MemorySystem implements AutoCloseable {
 
     /** Stops dirty logging for migration (QEMU's memory_global_dirty_log_stop). */
     public void globalDirtyLogStop() {
-        begin();
+        lock.lock();
         try {
             if (!globalDirtyLog) {
                 return;
             }
-            globalDirtyLog = false;
-            updatePending = true;
+            begin();
+            try {
+                globalDirtyLog = false;
+                updatePending = true;
+                addressSpaces.forEach(AddressSpace::invalidateUncommitted);
+            } finally {
+                commit();
+            }
+            // After the pass that stopped the sections, as in QEMU and unregisterListener:
+            // logGlobalStart and logGlobalStop bracket the sections' logging.
             allListeners().forEach(MemoryListener::logGlobalStop);
         } finally {
-            commit();
+            lock.unlock();
         }
     }
 

@@ -66,17 +66,24 @@ public final class SoftMemslot {
     void markWritten(long blockPage) {
         if (logging) {
             log.set(blockPage - firstPage);
-            if (retired) {
-                // The slot went away after this vCPU picked it: its final sync may have missed
-                // the mark, so report the page straight to the block (KVM uses SRCU for this).
-                block.setDirtyPage(blockPage);
-            }
+        }
+        if (retired) {
+            // The slot went away after this vCPU picked it: its final sync may have missed the
+            // mark, and a slot that replaced it may be logging while this one never will be
+            // (logStart only reaches current slots). Report the page straight to the block,
+            // whose own mask decides (KVM uses SRCU for this).
+            block.setDirtyPage(blockPage);
         }
     }
 
     /** The slot is being removed: later marks go to the block directly. */
     void retire() {
         retired = true;
+    }
+
+    /** @return whether the slot was removed; a vCPU must look its page up again */
+    boolean retired() {
+        return retired;
     }
 
     /**

@@ -41,7 +41,7 @@ final class SoftVcpu implements VcpuLoop {
         do {
             for (int i = 0; i < BATCH; i++) {
                 long page = cursor.next();
-                if (slot == null || !slot.contains(page)) {
+                if (slot == null || slot.retired() || !slot.contains(page)) {
                     slot = accelerator.find(ram, page);
                     if (slot == null) {
                         continue; // the page is not mapped right now: the write goes nowhere

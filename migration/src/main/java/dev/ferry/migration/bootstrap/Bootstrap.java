@@ -47,7 +47,24 @@ public final class Bootstrap {
 
     /** @return a bootstrap over the given providers */
     public static Bootstrap create(Plugins plugins) {
-        return Guice.createInjector(new FerryModule(plugins)).getInstance(Bootstrap.class);
+        try {
+            return Guice.createInjector(new FerryModule(plugins)).getInstance(Bootstrap.class);
+        } catch (com.google.inject.CreationException e) {
+            // Guice's message is a page long and starts "Unable to create injector"; the command
+            // line shows one line, so say what is wrong (two plugins claiming one name) there.
+            List<String> errors = new ArrayList<>();
+            for (com.google.inject.spi.Message m : e.getErrorMessages()) {
+                errors.add(m.getMessage().lines().findFirst().orElse("").trim());
+            }
+            Map<String, List<String>> classes = new TreeMap<>();
+            plugins.trackers().forEach(p -> classes.computeIfAbsent("tracker " + p.name(), k -> new ArrayList<>())
+                    .add(p.getClass().getName()));
+            plugins.accelerators().forEach(p -> classes.computeIfAbsent("accelerator " + p.name(), k -> new ArrayList<>())
+                    .add(p.getClass().getName()));
+            classes.values().removeIf(l -> l.size() < 2);
+            throw new IllegalStateException("plugin configuration error: " + String.join("; ", errors)
+                    + (classes.isEmpty() ? "" : " (claimed by " + classes + ")"), e);
+        }
     }
 
     private synchronized Availability probe(String key, java.util.function.Supplier<Availability> probe) {
@@ -76,6 +93,11 @@ public final class Bootstrap {
             out.add(new TrackerInfo(p.name(), a.available(), a.reason(), p.description()));
         }
         return out;
+    }
+
+    /** @return the discovered accelerator providers, by name */
+    public Map<String, AcceleratorProvider> acceleratorProviders() {
+        return java.util.Collections.unmodifiableMap(accelerators);
     }
 
     /** @return every discovered accelerator's name and availability */

@@ -1,0 +1,115 @@
+package dev.ferry.cli;
+
+import dev.ferry.machine.Machine;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.SequentialImage;
+import dev.ferry.migration.Incoming;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.channel.Channels;
+import dev.ferry.migration.channel.Connection;
+import dev.ferry.migration.channel.MigrationUri;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+
+/** {@code ferry incoming}: receive a migrated guest and run it. */
+@Command(name = "incoming", mixinStandardHelpOptions = true,
+        description = {"Wait for a migration (tcp:HOST:PORT, unix:PATH) or restore a saved one (file:PATH), run the "
+                + "guest, and report. A rejected stream is reported with its byte offset; over a socket the "
+                + "destination then waits for the next attempt."})
+final class IncomingCommand implements Callable<Integer> {
+
+    @Parameters(index = "0", paramLabel = "URI", description = "Where to receive from.")
+    String uriText;
+
+    @Option(names = "--run", paramLabel = "S", defaultValue = "2",
+            description = "Seconds to run the guest after it arrives, before exiting. Default: ${DEFAULT-VALUE}.")
+    double runSeconds;
+
+    @Option(names = "--once", description = "Exit after the first attempt, even a rejected one.")
+    boolean once;
+
+    @Option(names = "--no-prealloc", negatable = false, description = "Do not fault the guest's RAM in before loading.")
+    boolean noPrealloc;
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!(runSeconds >= 0)) {
+            throw new IllegalArgumentException("--run must not be negative");
+        }
+        MigrationUri uri = MigrationUri.parse(uriText);
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        long maxRam = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                .getTotalMemorySize();
+        Incoming incoming = new Incoming(Bootstrap.create().acceleratorProviders(), maxRam, !noPrealloc);
+        Channels.Listener listener;
+        try {
+            listener = Channels.listen(uri);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(e.getMessage());
+        }
+        try (listener) {
+            while (true) {
+                if (listener.repeatable()) {
+                    err.println("ferry incoming: waiting on " + listener.address());
+                }
+                Incoming.Result result;
+                try (Connection c = listener.accept()) {
+                    result = incoming.receive(c);
+                } catch (IOException e) {
+                    err.println("ferry incoming: rejected: " + e.getMessage());
+                    if (!listener.repeatable() || once) {
+                        return Ferry.FAILURE;
+                    }
+                    continue;
+                }
+                report(out, result);
+                return 0;
+            }
+        }
+    }
+
+    private void report(PrintWriter out, Incoming.Result r) throws InterruptedException {
+        try (Machine m = r.machine()) {
+            out.printf("received         %s in %d ms, %d pages, RAM %s%n", Sizes.format(r.bytes()),
+                    r.loadNanos() / 1_000_000, r.pages(),
+                    r.verified() ? "verified by the source's digests" : "not verified (no return path)");
+            boolean sequential = m.config().workload().pattern() == Pattern.SEQUENTIAL;
+            long[] before = sequential ? stepsPaused(m) : null;
+            if (sequential) {
+                Optional<String> bad = SequentialImage.check(m.ram().host(), m.config().workload(), m.vcpus());
+                out.printf("memory image     %s%n", bad.map(b -> "BROKEN: " + b).orElse("consistent (sequential self-check)"));
+            }
+            long pages0 = m.pagesWritten();
+            Thread.sleep((long) (runSeconds * 1000));
+            out.printf("guest            ran %.1f s here, wrote %d pages%n", runSeconds, m.pagesWritten() - pages0);
+            if (sequential) {
+                long[] after = stepsPaused(m);
+                boolean moved = false;
+                for (int i = 0; i < after.length; i++) {
+                    moved |= after[i] != before[i];
+                }
+                Optional<String> bad = SequentialImage.check(m.ram().host(), m.config().workload(), m.vcpus());
+                out.printf("continuity       %s%n", bad.isPresent() ? "BROKEN: " + bad.get()
+                        : moved || runSeconds == 0 ? "the guest's counters carried on from where they stopped" : "no progress");
+            }
+        }
+    }
+
+    private static long[] stepsPaused(Machine m) {
+        m.pause();
+        long[] s = SequentialImage.steps(m.ram().host(), m.config().workload(), m.vcpus());
+        m.resume();
+        return s;
+    }
+}

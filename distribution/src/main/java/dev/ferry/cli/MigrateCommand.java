@@ -1,0 +1,225 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.ferry.machine.Machine;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.SequentialImage;
+import dev.ferry.migration.Incoming;
+import dev.ferry.migration.Migration;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStats;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.Plan;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import dev.ferry.migration.channel.Channels;
+import dev.ferry.migration.channel.Connection;
+import dev.ferry.migration.channel.MigrationUri;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CompletableFuture;
+
+/** {@code ferry migrate}: live-migrate a running guest and verify the result. */
+@Command(name = "migrate", mixinStandardHelpOptions = true,
+        description = {"Start a guest, let it run its workload, and live-migrate it while it runs. Without --to, "
+                + "the destination runs in this process over loopback TCP and the result is verified end to end."})
+final class MigrateCommand implements Callable<Integer> {
+
+    @Mixin
+    MachineOptions machine;
+
+    @Option(names = "--to", paramLabel = "URI",
+            description = "Send to another process or a file: tcp:HOST:PORT, unix:PATH or file:PATH.")
+    String to;
+
+    @Option(names = "--max-bandwidth", paramLabel = "SIZE", converter = MachineOptions.SizeConverter.class,
+            defaultValue = "0", description = "Bytes per second the stream may use (e.g. 1G); 0 for no limit. "
+            + "Default: ${DEFAULT-VALUE}.")
+    long maxBandwidth;
+
+    @Option(names = "--downtime-limit", paramLabel = "MS", defaultValue = "300",
+            description = "Longest the guest may be stopped at switchover, in ms. Default: ${DEFAULT-VALUE}.")
+    long downtimeLimitMs;
+
+    @Option(names = "--timeout", paramLabel = "S", defaultValue = "600",
+            description = "Give up after this many seconds; the guest stays on the source. Default: ${DEFAULT-VALUE}.")
+    long timeoutSeconds;
+
+    @Option(names = "--no-auto-converge", negatable = false,
+            description = "Do not throttle the guest when it dirties memory faster than the link sends.")
+    boolean noAutoConverge;
+
+    @Option(names = "--warmup", paramLabel = "MS", defaultValue = "500",
+            description = "How long the guest runs before the migration starts, in ms. Default: ${DEFAULT-VALUE}.")
+    long warmupMs;
+
+    @Option(names = "--json", description = "Print the statistics as JSON (query-migrate names).")
+    boolean json;
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public Integer call() throws Exception {
+        if (downtimeLimitMs < 1 || timeoutSeconds < 1 || warmupMs < 0) {
+            throw new IllegalArgumentException("--downtime-limit and --timeout must be positive, --warmup not negative");
+        }
+        MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(maxBandwidth)
+                .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
+                .withAutoConverge(!noAutoConverge);
+        Optional<MigrationUri> target = to == null ? Optional.empty() : Optional.of(MigrationUri.parse(to));
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        Bootstrap bootstrap = Bootstrap.create();
+        Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
+        try (TrackedMachine source = bootstrap.build(plan, machine.config())) {
+            source.machine().start();
+            Thread.sleep(warmupMs);
+            LocalDestination local = target.isEmpty() ? LocalDestination.start(bootstrap, !machine.noPrealloc) : null;
+            MigrationUri uri = target.orElseGet(() -> local.uri);
+            Connection connection;
+            try {
+                connection = Channels.connect(uri);
+            } catch (java.io.IOException e) {
+                if (local != null) {
+                    local.close();
+                }
+                throw new IllegalArgumentException(e.getMessage());
+            }
+            Migration migration = new Migration(source, connection, params);
+            MigrationStats stats;
+            try (Progress progress = new Progress(err, json)) {
+                stats = migration.run(s -> progress.update(fraction(s), status(s)));
+            }
+            Map<String, Object> report = new LinkedHashMap<>(stats.toQemuMap());
+            if (local != null) {
+                report.putAll(local.finish(stats.status() == MigrationStatus.COMPLETED, machine));
+            } else if (stats.status() == MigrationStatus.COMPLETED) {
+                report.put("verified", uri.scheme() != MigrationUri.Scheme.FILE);
+            }
+            if (json) {
+                out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
+            } else {
+                printSummary(out, stats, report, uri);
+            }
+            if (stats.status() != MigrationStatus.COMPLETED) {
+                err.println("ferry migrate: " + stats.status().qemuName() + ": " + stats.error()
+                        + " (the guest keeps running on the source)");
+                return Ferry.FAILURE;
+            }
+            return 0;
+        }
+    }
+
+    private static double fraction(MigrationStats s) {
+        return s.total() == 0 ? 0 : Math.max(0, 1 - (double) s.remaining() / s.total());
+    }
+
+    private static String status(MigrationStats s) {
+        return String.format("%s  iter %d  remaining %s  dirty %.0f MiB/s  %.0f MiB/s  throttle %d%%",
+                s.status().qemuName(), s.iterations(), Sizes.format(s.remaining()),
+                s.dirtyPagesRate() * 4096 / 1048576.0, s.mbps() / 8.388608, s.throttlePercent());
+    }
+
+    private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, MigrationUri uri) {
+        out.printf("status           %s%s%n", s.status().qemuName(), s.error().isEmpty() ? "" : " (" + s.error() + ")");
+        out.printf("to               %s%n", uri);
+        out.printf("total time       %d ms (setup %d ms)%n", s.totalTimeMs(), s.setupTimeMs());
+        if (s.status() == MigrationStatus.COMPLETED) {
+            out.printf("downtime         %d ms (expected %d ms)%n", s.downtimeMs(), s.expectedDowntimeMs());
+        }
+        out.printf("transferred      %s of %s RAM (%d pages sent, %d zero pages)%n", Sizes.format(s.transferred()),
+                Sizes.format(s.total()), s.normal(), s.duplicate());
+        out.printf("throughput       %.0f MiB/s average%n",
+                s.totalTimeMs() == 0 ? 0.0 : s.transferred() / 1048576.0 / (s.totalTimeMs() / 1000.0));
+        out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
+                s.throttlePercent());
+        out.printf("trackers         %s%n", String.join(",", s.trackers()));
+        if (report.containsKey("verified")) {
+            out.printf("verified         %s%n", report.get("verified"));
+        }
+        if (report.containsKey("destination-guest")) {
+            out.printf("destination      %s%n", report.get("destination-guest"));
+        }
+    }
+
+    /** The destination, in this process, behind a loopback TCP port. */
+    private static final class LocalDestination implements AutoCloseable {
+        final MigrationUri uri;
+        final Channels.Listener listener;
+        final CompletableFuture<Incoming.Result> result;
+
+        private LocalDestination(Channels.Listener listener, CompletableFuture<Incoming.Result> result) {
+            this.listener = listener;
+            this.uri = MigrationUri.parse(listener.address());
+            this.result = result;
+        }
+
+        static LocalDestination start(Bootstrap bootstrap, boolean prealloc) throws java.io.IOException {
+            Channels.Listener listener = Channels.listen(MigrationUri.parse("tcp:127.0.0.1:0"));
+            long maxRam = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                    .getTotalMemorySize();
+            Incoming incoming = new Incoming(bootstrap.acceleratorProviders(), maxRam, prealloc);
+            CompletableFuture<Incoming.Result> result = new CompletableFuture<>();
+            Thread.ofPlatform().name("destination").daemon().start(() -> {
+                try (Connection c = listener.accept()) {
+                    result.complete(incoming.receive(c));
+                } catch (Throwable e) {
+                    result.completeExceptionally(e);
+                }
+            });
+            return new LocalDestination(listener, result);
+        }
+
+        /** Checks the guest goes on running at the destination; returns figures for the report. */
+        Map<String, Object> finish(boolean completed, MachineOptions options) throws Exception {
+            Map<String, Object> r = new LinkedHashMap<>();
+            try {
+                if (!completed) {
+                    r.put("destination-guest", "not started");
+                    return r;
+                }
+                Incoming.Result in = result.get();
+                Machine dest = in.machine();
+                long before = dest.pagesWritten();
+                Thread.sleep(300);
+                long after = dest.pagesWritten();
+                boolean running = after > before;
+                r.put("verified", in.verified());
+                String guest = running ? "guest running, " + (after - before) + " pages written in 300 ms"
+                        : "guest NOT making progress";
+                if (options.pattern == Pattern.SEQUENTIAL) {
+                    dest.pause();
+                    Optional<String> bad = SequentialImage.check(dest.ram().host(), dest.config().workload(),
+                            dest.vcpus());
+                    guest += bad.map(b -> "; memory image BROKEN: " + b).orElse("; memory image consistent");
+                }
+                r.put("destination-guest", guest);
+                r.put("destination-running", running);
+                dest.close();
+                return r;
+            } finally {
+                close();
+            }
+        }
+
+        @Override
+        public void close() {
+            try {
+                listener.close();
+            } catch (java.io.IOException ignored) {
+                // Only a listening socket; nothing to lose.
+            }
+        }
+    }
+}

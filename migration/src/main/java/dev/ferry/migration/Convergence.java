@@ -1,0 +1,48 @@
+package dev.ferry.migration;
+
+/**
+ * The decisions of precopy, as pure functions of measured figures (so they are tested on their
+ * own, as Cloud Hypervisor does).
+ */
+public final class Convergence {
+
+    private Convergence() {
+    }
+
+    /**
+     * @param remainingBytes   dirty bytes still to send
+     * @param bytesPerSecond   measured bandwidth
+     * @param fixedNanos       what switchover costs whatever is left (final sync, device state,
+     *                         verification), measured
+     * @return the expected downtime in nanoseconds if we stopped the guest now
+     */
+    public static long expectedDowntimeNanos(long remainingBytes, double bytesPerSecond, long fixedNanos) {
+        if (bytesPerSecond <= 0) {
+            return Long.MAX_VALUE;
+        }
+        return fixedNanos + (long) (remainingBytes / bytesPerSecond * 1e9);
+    }
+
+    /** @return whether to switch over: the expected downtime fits the limit */
+    public static boolean canSwitchover(long expectedDowntimeNanos, long downtimeLimitNanos) {
+        return expectedDowntimeNanos <= downtimeLimitNanos;
+    }
+
+    /**
+     * QEMU's migration_trigger_throttle: in a sync period the guest dirtied more than
+     * {@code triggerPercent}% of what the link sent.
+     */
+    public static boolean dirtyRateTooHigh(long bytesDirtiedInPeriod, long bytesSentInPeriod, int triggerPercent) {
+        return bytesDirtiedInPeriod > bytesSentInPeriod * triggerPercent / 100;
+    }
+
+    /**
+     * QEMU's mig_throttle_guest_down: the first step sets the initial throttle, each later one
+     * adds the increment, up to the maximum.
+     *
+     * @return the new throttle percentage
+     */
+    public static int nextThrottle(int current, int initial, int increment, int max) {
+        return current == 0 ? Math.min(initial, max) : Math.min(current + increment, max);
+    }
+}

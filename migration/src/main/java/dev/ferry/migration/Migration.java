@@ -1,0 +1,484 @@
+package dev.ferry.migration;
+
+import dev.ferry.api.DirtyTrackerProvider;
+import dev.ferry.machine.Machine;
+import dev.ferry.memory.MemfdRamBlock;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import dev.ferry.migration.channel.Connection;
+import dev.ferry.migration.ram.RamDigest;
+import dev.ferry.migration.ram.RamSaver;
+import dev.ferry.migration.stream.QemuFormat;
+import dev.ferry.migration.stream.StreamWriter;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.ReadableByteChannel;
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.Consumer;
+
+/**
+ * The source side of a precopy live migration (QEMU's migration_thread): setup, then iterations
+ * of sending dirty pages and syncing the trackers, then switchover with the guest stopped, then
+ * verification by the destination's RAM digests.
+ *
+ * <p>Stream layout (QEMU's, see {@link QemuFormat}): header; configuration naming the machine;
+ * the "ram" section's START (block list), one PART per send burst, END with the rest; a FULL
+ * "cpu" section per vCPU; EOF; the JSON description. Over a transport with a return path the
+ * destination then replies with digests, the source answers GO (or ABORT) after the stream, and
+ * only on GO does the destination run the guest.
+ *
+ * <p>On any failure before completion (lost connection, destination error, digest mismatch,
+ * cancel, timeout) the source guest keeps running with dirty logging stopped: nothing is lost.
+ */
+public final class Migration {
+
+    /** A send burst holds the bitmap lock at most this long (QEMU's MAX_WAIT, 50 ms). */
+    static final long BURST_NANOS = 50_000_000L;
+    /** Rate-limit period (QEMU's BUFFER_DELAY, 100 ms). */
+    static final long RATE_PERIOD_NANOS = 100_000_000L;
+    /** Dirty rate and auto-converge are judged over periods of at least a second, as in QEMU. */
+    static final long SYNC_PERIOD_NANOS = 1_000_000_000L;
+    private static final int RAM_SECTION_ID = 0;
+    private static final int FIRST_CPU_SECTION_ID = 1;
+
+    private final TrackedMachine source;
+    private final Connection connection;
+    private final MigrationParameters params;
+    private final RamSaver ram;
+    private final ScheduledExecutorService watchdog;
+
+    private volatile MigrationStatus status = MigrationStatus.SETUP;
+    private volatile String error = "";
+    private volatile boolean cancelRequested;
+    private volatile boolean timedOut;
+
+    // Figures; written by the migration thread, read by anyone through stats().
+    private volatile long startNanos;
+    private volatile long endNanos;
+    private volatile long setupNanos;
+    private volatile long downtimeNanos;
+    private volatile long expectedDowntimeNanos;
+    private volatile long transferred;
+    private volatile long syncCount;
+    private volatile long iterations;
+    private volatile long dirtyPagesRate;
+    private volatile long pagesPerSecond;
+    private volatile double mbps;
+
+    /**
+     * @param source     the running machine and its trackers
+     * @param connection where the stream goes
+     * @param params     tunables
+     */
+    public Migration(TrackedMachine source, Connection connection, MigrationParameters params) {
+        this.source = source;
+        this.connection = connection;
+        this.params = params;
+        Machine m = source.machine();
+        this.ram = new RamSaver(m.memory(), m.systemMemory(), params.clearBitmapShift());
+        this.watchdog = Executors.newSingleThreadScheduledExecutor(r -> Thread.ofPlatform()
+                .name("migration-watchdog").daemon().unstarted(r));
+    }
+
+    /** Asks the migration to stop; the guest stays on the source. */
+    public void cancel() {
+        cancelRequested = true;
+        if (!status.finished() && status == MigrationStatus.DEVICE) {
+            closeQuietly();
+        }
+    }
+
+    /**
+     * The guest says a range of RAM is free (QEMU's free-page hint); its pages are not sent
+     * unless written again. Safe from any thread.
+     *
+     * @return dirty pages dropped
+     */
+    public long hintFree(MemfdRamBlock block, long offset, long length) {
+        return ram.hintFree(block, offset, length);
+    }
+
+    /** @return the RAM saver, for its counters */
+    public RamSaver ram() {
+        return ram;
+    }
+
+    /** @return the figures now */
+    public MigrationStats stats() {
+        long now = endNanos != 0 ? endNanos : System.nanoTime();
+        long pages = ram.remainingPages();
+        return new MigrationStats(status, error, startNanos == 0 ? 0 : (now - startNanos) / 1_000_000,
+                setupNanos / 1_000_000, downtimeNanos / 1_000_000,
+                expectedDowntimeNanos == Long.MAX_VALUE ? -1 : expectedDowntimeNanos / 1_000_000, transferred,
+                pages * 4096, ram.totalBytes(), ram.zeroPages(), ram.normalPages(), syncCount, dirtyPagesRate,
+                pagesPerSecond, mbps, iterations, source.machine().throttle(),
+                source.plan().trackers().stream().map(DirtyTrackerProvider::name).toList());
+    }
+
+    /**
+     * Runs the migration to its end.
+     *
+     * @param progress told the figures about every 100 ms
+     * @return the final figures; {@link MigrationStats#status()} says how it ended
+     */
+    public MigrationStats run(Consumer<MigrationStats> progress) {
+        startNanos = System.nanoTime();
+        Machine machine = source.machine();
+        boolean logging = false;
+        boolean paused = false;
+        var timeout = watchdog.schedule(() -> {
+            timedOut = true;
+            closeQuietly();
+        }, params.timeout().toNanos(), TimeUnit.NANOSECONDS);
+        try {
+            StreamWriter out = new StreamWriter(connection.streamOut());
+            machine.start();
+            machine.memory().globalDirtyLogStart();
+            logging = true;
+            writeHeader(out);
+            sectionHeader(out, QemuFormat.SECTION_START, RAM_SECTION_ID, QemuFormat.RAM_SECTION, 0, QemuFormat.RAM_VERSION);
+            ram.setup(out);
+            footer(out, RAM_SECTION_ID);
+            out.flush();
+            // As ram_init_bitmaps: sync once right after logging starts (this also drops what a
+            // tracker reports as initially dirty; the bitmap is all ones anyway).
+            ram.sync(false);
+            syncCount++;
+            long switchoverCost = estimateSwitchoverNanos();
+            setupNanos = System.nanoTime() - startNanos;
+            status = MigrationStatus.ACTIVE;
+            iterate(out, machine, switchoverCost, progress);
+
+            status = MigrationStatus.DEVICE;
+            long pauseStart = System.nanoTime();
+            machine.pause();
+            paused = true;
+            // The guest is stopped: its RAM is final. Digest it while the rest is sent.
+            CompletableFuture<Map<String, Integer>> digests = CompletableFuture.supplyAsync(this::sourceDigests);
+            ram.sync(true);
+            syncCount++;
+            complete(out, machine);
+            transferred = out.flushed();
+            verify(digests, out);
+            downtimeNanos = System.nanoTime() - pauseStart;
+            status = MigrationStatus.COMPLETED;
+            machine.memory().globalDirtyLogStop();
+            machine.setThrottle(0);
+            return finish(progress);
+        } catch (Exception | Error e) {
+            status = cancelRequested ? MigrationStatus.CANCELLED : MigrationStatus.FAILED;
+            error = describe(e);
+            closeQuietly();
+            // Nothing of the guest is lost: it goes on running here.
+            if (logging) {
+                try {
+                    machine.memory().globalDirtyLogStop();
+                } catch (RuntimeException stopFailure) {
+                    error += "; stopping dirty logging also failed: " + stopFailure.getMessage();
+                }
+            }
+            machine.setThrottle(0);
+            if (paused) {
+                machine.resume();
+            }
+            return finish(progress);
+        } finally {
+            timeout.cancel(false);
+            watchdog.shutdownNow();
+        }
+    }
+
+    private MigrationStats finish(Consumer<MigrationStats> progress) {
+        endNanos = System.nanoTime();
+        MigrationStats s = stats();
+        progress.accept(s);
+        return s;
+    }
+
+    private String describe(Throwable e) {
+        if (cancelRequested) {
+            return "cancelled";
+        }
+        if (timedOut) {
+            return "timed out after " + params.timeout().toSeconds() + " s";
+        }
+        String m = e.getMessage();
+        return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
+    }
+
+    private void closeQuietly() {
+        try {
+            connection.close();
+        } catch (IOException ignored) {
+            // Closing is how we cut a stuck peer off; a failure to close changes nothing.
+        }
+    }
+
+    private void writeHeader(StreamWriter out) throws IOException {
+        out.put32(QemuFormat.FILE_MAGIC);
+        out.put32(QemuFormat.FILE_VERSION);
+        Machine machine = source.machine();
+        byte[] name = new MachineDescription(machine.accelerator().name(), machine.config()).encode()
+                .getBytes(StandardCharsets.US_ASCII);
+        out.put8(QemuFormat.CONFIGURATION);
+        out.put32(name.length);
+        out.put(name);
+    }
+
+    private static void sectionHeader(StreamWriter out, int type, int id, String idstr, int instance, int version)
+            throws IOException {
+        out.put8(type);
+        out.put32(id);
+        out.putString8(idstr);
+        out.put32(instance);
+        out.put32(version);
+    }
+
+    private static void footer(StreamWriter out, int id) throws IOException {
+        out.put8(QemuFormat.SECTION_FOOTER);
+        out.put32(id);
+    }
+
+    /**
+     * What switchover costs whatever is left to send: digesting RAM on the source (overlapped
+     * with the final send) and then on the destination, plus a few milliseconds of state and
+     * round trip. Timed on this guest's RAM at setup, after a warm-up run.
+     */
+    private long estimateSwitchoverNanos() {
+        long worst = 0;
+        for (int i = 0; i < 2; i++) {
+            long t0 = System.nanoTime();
+            sourceDigests();
+            worst = System.nanoTime() - t0;
+        }
+        return 2 * worst + 5_000_000L;
+    }
+
+    private void iterate(StreamWriter out, Machine machine, long switchoverCost, Consumer<MigrationStats> progress)
+            throws IOException, MigrationException {
+        long periodStart = System.nanoTime();
+        long periodBytes = out.position();
+        long periodPagesSent = ram.normalPages() + ram.zeroPages();
+        long periodDirtied = 0;
+        int highDirtyPeriods = 0;
+        long rateWindowStart = System.nanoTime();
+        long rateWindowBytes = out.position();
+        double bandwidth = 0;
+        long lastProgress = 0;
+        while (true) {
+            checkAlive(machine);
+            long burstStart = System.nanoTime();
+            long before = out.position();
+            out.put8(QemuFormat.SECTION_PART);
+            out.put32(RAM_SECTION_ID);
+            long windowStart = rateWindowStart;
+            long windowBytes = rateWindowBytes;
+            boolean drained = ram.sendBurst(out, burstStart + BURST_NANOS, () -> budget(out, windowStart, windowBytes));
+            footer(out, RAM_SECTION_ID);
+            out.flush();
+            long burstEnd = System.nanoTime();
+            transferred = out.flushed();
+            long sent = out.position() - before;
+            if (sent > 64 << 10) {
+                // Bandwidth while sending, smoothed; idle time between bursts does not count.
+                double now = sent * 1e9 / Math.max(1, burstEnd - burstStart);
+                bandwidth = bandwidth == 0 ? now : 0.7 * bandwidth + 0.3 * now;
+                if (params.maxBandwidth() > 0) {
+                    bandwidth = Math.min(bandwidth, params.maxBandwidth());
+                }
+            }
+            // Rate limit: once the period's budget is spent, wait for the next period.
+            if (params.maxBandwidth() > 0) {
+                long allowed = params.maxBandwidth() * RATE_PERIOD_NANOS / 1_000_000_000L;
+                if (out.position() - rateWindowBytes >= allowed) {
+                    long wait = rateWindowStart + RATE_PERIOD_NANOS - System.nanoTime();
+                    if (wait > 0) {
+                        LockSupport.parkNanos(wait);
+                    }
+                }
+                if (System.nanoTime() - rateWindowStart >= RATE_PERIOD_NANOS) {
+                    rateWindowStart = System.nanoTime();
+                    rateWindowBytes = out.position();
+                }
+            }
+            long remaining = ram.remainingPages() * 4096;
+            expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
+            long limit = params.downtimeLimit().toNanos();
+            if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
+                if (drained) {
+                    iterations++;
+                }
+                long dirtied = ram.sync(false);
+                syncCount++;
+                periodDirtied += dirtied;
+                remaining = ram.remainingPages() * 4096;
+                expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
+                long now = System.nanoTime();
+                if (now - periodStart >= SYNC_PERIOD_NANOS) {
+                    long seconds = Math.max(1, now - periodStart);
+                    long sentPages = ram.normalPages() + ram.zeroPages() - periodPagesSent;
+                    long sentBytes = out.position() - periodBytes;
+                    dirtyPagesRate = periodDirtied * 1_000_000_000L / seconds;
+                    pagesPerSecond = sentPages * 1_000_000_000L / seconds;
+                    mbps = sentBytes * 8e3 / seconds;
+                    if (params.autoConverge() && syncCount > 2) {
+                        if (Convergence.dirtyRateTooHigh(periodDirtied * 4096, sentBytes, params.throttleTrigger())) {
+                            if (++highDirtyPeriods >= 2) {
+                                highDirtyPeriods = 0;
+                                machine.setThrottle(Convergence.nextThrottle(machine.throttle(),
+                                        params.throttleInitial(), params.throttleIncrement(), params.throttleMax()));
+                            }
+                        }
+                    }
+                    periodStart = now;
+                    periodBytes = out.position();
+                    periodPagesSent = ram.normalPages() + ram.zeroPages();
+                    periodDirtied = 0;
+                }
+                if (bandwidth > 0 && Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
+                    return;
+                }
+            }
+            if (System.nanoTime() - lastProgress >= RATE_PERIOD_NANOS) {
+                lastProgress = System.nanoTime();
+                if (mbps == 0 && bandwidth > 0) {
+                    mbps = bandwidth * 8 / 1e6;
+                }
+                progress.accept(stats());
+            }
+        }
+    }
+
+    private long budget(StreamWriter out, long windowStart, long windowBytes) {
+        if (params.maxBandwidth() == 0) {
+            return Long.MAX_VALUE;
+        }
+        long allowed = params.maxBandwidth() * RATE_PERIOD_NANOS / 1_000_000_000L;
+        return Math.max(0, allowed - (out.position() - windowBytes));
+    }
+
+    private void checkAlive(Machine machine) throws MigrationException {
+        if (cancelRequested) {
+            throw new MigrationException("cancelled");
+        }
+        if (timedOut) {
+            throw new MigrationException("timed out");
+        }
+        Optional<Throwable> failure = machine.vcpuFailure();
+        if (failure.isPresent()) {
+            throw new MigrationException("a vCPU of the source stopped: " + failure.get().getMessage(), failure.get());
+        }
+    }
+
+    /** Sends the rest of RAM with no rate limit (as migration_completion), then vCPU state and the end. */
+    private void complete(StreamWriter out, Machine machine) throws IOException {
+        out.put8(QemuFormat.SECTION_END);
+        out.put32(RAM_SECTION_ID);
+        while (!ram.sendBurst(out, Long.MAX_VALUE, () -> Long.MAX_VALUE)) {
+            // sendBurst only stops early on its deadline or budget, neither of which applies.
+        }
+        footer(out, RAM_SECTION_ID);
+        int stateBytes = 0;
+        // Non-iterable state: one FULL section per vCPU (QEMU's "cpu" vmstate).
+        for (int i = 0; i < machine.vcpus(); i++) {
+            byte[] state = machine.vcpu(i).saveState();
+            stateBytes = state.length;
+            sectionHeader(out, QemuFormat.SECTION_FULL, FIRST_CPU_SECTION_ID + i, "cpu", i, 1);
+            out.put(state);
+            footer(out, FIRST_CPU_SECTION_ID + i);
+        }
+        out.put8(QemuFormat.EOF);
+        byte[] json = VmDescription.json(machine.vcpus(), stateBytes);
+        out.put8(QemuFormat.VMDESCRIPTION);
+        out.put32(json.length);
+        out.put(json);
+        out.flush();
+    }
+
+    private Map<String, Integer> sourceDigests() {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        for (MemfdRamBlock b : ram.ramBlocks()) {
+            out.put(b.name(), RamDigest.of(b));
+        }
+        return out;
+    }
+
+    /**
+     * Waits for the destination's digests, compares them with the source's, and tells the
+     * destination to run the guest (GO) or not (ABORT).
+     */
+    private void verify(CompletableFuture<Map<String, Integer>> sourceDigests, StreamWriter out)
+            throws IOException, MigrationException {
+        Optional<ReadableByteChannel> rp = connection.returnIn();
+        if (rp.isEmpty()) {
+            // A file has no return path: the saved stream is the result; the guest stays stopped.
+            sourceDigests.join();
+            connection.close();
+            return;
+        }
+        Map<String, Integer> theirs = null;
+        while (true) {
+            ReturnPath.Message msg;
+            try {
+                msg = ReturnPath.receive(rp.get());
+            } catch (IOException e) {
+                throw new MigrationException("lost the destination before it confirmed: " + e.getMessage(), e);
+            }
+            switch (msg.type()) {
+                case ReturnPath.ERROR -> throw new MigrationException("the destination rejected the stream: " + msg.text());
+                case ReturnPath.DIGESTS -> {
+                    theirs = msg.digests();
+                    Map<String, Integer> ours = sourceDigests.join();
+                    String mismatch = compare(ours, theirs);
+                    writeVerdict(mismatch == null ? ReturnPath.GO : ReturnPath.ABORT);
+                    if (mismatch != null) {
+                        throw new MigrationException(mismatch);
+                    }
+                }
+                case ReturnPath.SHUT -> {
+                    if (msg.shutStatus() != 0 || theirs == null) {
+                        throw new MigrationException("the destination failed to start the guest");
+                    }
+                    return;
+                }
+                default -> throw new MigrationException("unknown return-path message 0x" + Integer.toHexString(msg.type()));
+            }
+        }
+    }
+
+    private void writeVerdict(int verdict) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(1).put((byte) verdict).flip();
+        while (b.hasRemaining()) {
+            connection.streamOut().write(b);
+        }
+    }
+
+    private static String compare(Map<String, Integer> ours, Map<String, Integer> theirs) {
+        if (!ours.keySet().equals(theirs.keySet())) {
+            return "RAM digest mismatch: the destination reports blocks " + theirs.keySet() + ", the source has "
+                    + ours.keySet();
+        }
+        for (var e : ours.entrySet()) {
+            int t = theirs.get(e.getKey());
+            if (t != e.getValue()) {
+                return String.format("RAM digest mismatch on block %s (source %08x, destination %08x): "
+                        + "pages were lost; the guest stays on the source", e.getKey(), e.getValue(), t);
+            }
+        }
+        return null;
+    }
+
+    /** @return the list of trackers, for reports */
+    List<String> trackerNames() {
+        return source.plan().trackers().stream().map(DirtyTrackerProvider::name).toList();
+    }
+}

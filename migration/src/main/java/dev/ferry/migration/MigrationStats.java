@@ -1,0 +1,65 @@
+package dev.ferry.migration;
+
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A snapshot of a migration's figures, named as QEMU's query-migrate names them.
+ *
+ * @param status           where it is
+ * @param error            why it failed or was cancelled, else empty
+ * @param totalTimeMs      from start to now, or to the end
+ * @param setupTimeMs      time spent in setup
+ * @param downtimeMs       guest stopped time at switchover (pause to destination go), once known
+ * @param expectedDowntimeMs what the last estimate said switchover would cost
+ * @param transferred      bytes sent
+ * @param remaining        dirty bytes still to send
+ * @param total            guest RAM bytes
+ * @param duplicate        zero pages (sent as a flag)
+ * @param normal           pages sent in full
+ * @param dirtySyncCount   dirty-log syncs done
+ * @param dirtyPagesRate   pages dirtied per second, last period
+ * @param pagesPerSecond   pages sent per second, last period
+ * @param mbps             throughput in megabits per second, last period
+ * @param iterations       passes over the dirty bitmap
+ * @param throttlePercent  current auto-converge throttle
+ * @param trackers         trackers used
+ */
+public record MigrationStats(MigrationStatus status, String error, long totalTimeMs, long setupTimeMs,
+                             long downtimeMs, long expectedDowntimeMs, long transferred, long remaining, long total,
+                             long duplicate, long normal, long dirtySyncCount, long dirtyPagesRate,
+                             long pagesPerSecond, double mbps, long iterations, int throttlePercent,
+                             List<String> trackers) {
+
+    /** @return the figures under query-migrate's names */
+    public Map<String, Object> toQemuMap() {
+        Map<String, Object> ram = new LinkedHashMap<>();
+        ram.put("transferred", transferred);
+        ram.put("remaining", remaining);
+        ram.put("total", total);
+        ram.put("duplicate", duplicate);
+        ram.put("normal", normal);
+        ram.put("normal-bytes", normal * 4096);
+        ram.put("dirty-sync-count", dirtySyncCount);
+        ram.put("dirty-pages-rate", dirtyPagesRate);
+        ram.put("pages-per-second", pagesPerSecond);
+        ram.put("mbps", Math.round(mbps * 100) / 100.0);
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("status", status.qemuName());
+        if (!error.isEmpty()) {
+            m.put("error-desc", error);
+        }
+        m.put("total-time", totalTimeMs);
+        m.put("setup-time", setupTimeMs);
+        if (status == MigrationStatus.COMPLETED) {
+            m.put("downtime", downtimeMs);
+        }
+        m.put("expected-downtime", expectedDowntimeMs);
+        m.put("ram", ram);
+        m.put("iterations", iterations);
+        m.put("cpu-throttle-percentage", throttlePercent);
+        m.put("trackers", trackers);
+        return m;
+    }
+}

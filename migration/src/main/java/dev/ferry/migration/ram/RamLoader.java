@@ -1,0 +1,132 @@
+package dev.ferry.migration.ram;
+
+import dev.ferry.memory.MemfdRamBlock;
+import dev.ferry.migration.stream.QemuFormat;
+import dev.ferry.migration.stream.StreamException;
+import dev.ferry.migration.stream.StreamReader;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The destination side of RAM migration (QEMU's ram_load): checks the source's block list
+ * against this machine's, and writes each page where it belongs. Every offset, flag and name
+ * from the stream is checked before it is used; a bad one rejects the stream.
+ */
+public final class RamLoader {
+
+    private final Map<String, MemfdRamBlock> blocks = new LinkedHashMap<>();
+    private boolean setupDone;
+    private long pagesLoaded;
+
+    public RamLoader(List<MemfdRamBlock> ramBlocks) {
+        for (MemfdRamBlock b : ramBlocks) {
+            blocks.put(b.name(), b);
+        }
+    }
+
+    /** @return pages written so far */
+    public long pagesLoaded() {
+        return pagesLoaded;
+    }
+
+    /** @return the digest of each block as loaded, by name */
+    public Map<String, Integer> digests() {
+        Map<String, Integer> out = new LinkedHashMap<>();
+        blocks.forEach((name, b) -> out.put(name, RamDigest.of(b)));
+        return out;
+    }
+
+    /** Reads one part of the RAM section, up to its EOS. */
+    public void load(StreamReader in) throws IOException {
+        MemfdRamBlock current = null;
+        while (true) {
+            long at = in.offset();
+            long header = in.get64();
+            int pageSize = 4096;
+            int flags = (int) (header & (pageSize - 1));
+            long addr = header & ~(long) (pageSize - 1);
+            if ((flags & QemuFormat.RAM_FLAG_MEM_SIZE) != 0) {
+                if (setupDone) {
+                    throw new StreamException(at, "RAM block list sent twice");
+                }
+                loadBlockList(in, addr, at);
+                setupDone = true;
+                flags &= ~QemuFormat.RAM_FLAG_MEM_SIZE;
+            }
+            if ((flags & (QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE)) != 0) {
+                if (!setupDone) {
+                    throw new StreamException(at, "RAM page before the RAM block list");
+                }
+                if ((flags & QemuFormat.RAM_FLAG_CONTINUE) != 0) {
+                    if (current == null) {
+                        throw new StreamException(at, "RAM page continues no block");
+                    }
+                } else {
+                    String name = in.getString8();
+                    current = blocks.get(name);
+                    if (current == null) {
+                        throw in.error("page for unknown RAM block '" + name + "'");
+                    }
+                }
+                if (addr + current.pageSize() > current.size()) {
+                    throw new StreamException(at, String.format(
+                            "page offset 0x%x outside RAM block %s of 0x%x bytes", addr, current.name(), current.size()));
+                }
+                MemorySegment page = current.host().asSlice(addr, current.pageSize());
+                if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0) {
+                    int fill = in.get8();
+                    // As ram_handle_zero: leave a page that is already zero untouched.
+                    if (fill != 0 || page.mismatch(RamDigest.zeroPage()) != -1) {
+                        page.fill((byte) fill);
+                    }
+                } else {
+                    in.getInto(page);
+                }
+                pagesLoaded++;
+                flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);
+            }
+            if ((flags & QemuFormat.RAM_FLAG_EOS) != 0) {
+                flags &= ~QemuFormat.RAM_FLAG_EOS;
+                if (flags != 0) {
+                    throw new StreamException(at, "unknown RAM flags 0x" + Integer.toHexString(flags));
+                }
+                return;
+            }
+            if (flags != 0) {
+                throw new StreamException(at, "unknown RAM flags 0x" + Integer.toHexString(flags));
+            }
+        }
+    }
+
+    private void loadBlockList(StreamReader in, long total, long at) throws IOException {
+        long expected = 0;
+        for (MemfdRamBlock b : blocks.values()) {
+            expected += b.size();
+        }
+        if (total != expected) {
+            throw new StreamException(at, "source has " + total
+                    + " bytes of RAM, this machine " + expected);
+        }
+        long left = total;
+        int seen = 0;
+        while (left > 0) {
+            String name = in.getString8();
+            long size = in.get64();
+            MemfdRamBlock b = blocks.get(name);
+            if (b == null) {
+                throw in.error("unknown RAM block '" + name + "'");
+            }
+            if (size != b.size()) {
+                throw in.error("RAM block " + name + " has " + size + " bytes on the source, " + b.size() + " here");
+            }
+            if (++seen > blocks.size()) {
+                throw in.error("RAM block list is longer than this machine's");
+            }
+            left -= size;
+        }
+    }
+}

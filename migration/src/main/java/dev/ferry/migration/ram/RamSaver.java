@@ -1,0 +1,275 @@
+package dev.ferry.migration.ram;
+
+import dev.ferry.memory.AddressSpace;
+import dev.ferry.memory.DirtyBitmap;
+import dev.ferry.memory.MemfdRamBlock;
+import dev.ferry.memory.MemorySystem;
+import dev.ferry.migration.stream.QemuFormat;
+import dev.ferry.migration.stream.StreamWriter;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.LongSupplier;
+
+/**
+ * The source side of RAM migration (QEMU's migration/ram.c, save half): the migration bitmap
+ * per RAM block, the send loop, zero-page detection, bitmap sync, and free-page hints.
+ *
+ * <p><b>The bitmap lock (seed 002).</b> One lock guards every migration bitmap and the dirty
+ * page count. The send loop takes it once per burst (bounded to about 50 ms, like
+ * ram_save_iterate's MAX_WAIT), not once per page; bitmap sync and free-page hints take the same
+ * lock, so a hint that races the send loop waits at most one burst.
+ *
+ * <p><b>Clear bitmap.</b> With trackers that defer write-protection (KVM manual protect), each
+ * block's pages are grouped in chunks of {@code 2^clearBitmapShift} pages. After a sync every
+ * chunk is marked; the first page sent from a marked chunk first asks the listeners to clear the
+ * chunk's dirty log (logClear), so the guest is re-protected just before its pages leave and
+ * never all at once (QEMU's clear_bmap).
+ */
+public final class RamSaver {
+
+    /** QEMU's default clear-bitmap-shift: 2^18 pages of 4 KiB = 1 GiB chunks. */
+    public static final int DEFAULT_CLEAR_BITMAP_SHIFT = 18;
+
+    private final MemorySystem memory;
+    private final AddressSpace addressSpace;
+    private final List<BlockState> blocks = new ArrayList<>();
+    private final ReentrantLock bitmapLock = new ReentrantLock();
+    private final int clearBitmapShift;
+    private long dirtyPages;
+    private int cursorBlock;
+    private long lockAcquisitions;
+
+    // Counters (QEMU's ram_counters); written by the sending thread only.
+    private long normalPages;
+    private long zeroPages;
+
+    private static final class BlockState {
+        final MemfdRamBlock block;
+        final DirtyBitmap bitmap;
+        final DirtyBitmap clearBitmap;
+        long cursor;
+
+        BlockState(MemfdRamBlock block, int clearShift) {
+            this.block = block;
+            this.bitmap = new DirtyBitmap(block.pages());
+            this.clearBitmap = new DirtyBitmap(((block.pages() - 1) >> clearShift) + 1);
+        }
+    }
+
+    /**
+     * @param clearBitmapShift log2 of pages per clear chunk (QEMU's clear-bitmap-shift, 6 to 31)
+     */
+    public RamSaver(MemorySystem memory, AddressSpace addressSpace, int clearBitmapShift) {
+        if (clearBitmapShift < 6 || clearBitmapShift > 31) {
+            throw new IllegalArgumentException("clear-bitmap-shift must be 6 to 31, got " + clearBitmapShift);
+        }
+        this.memory = memory;
+        this.addressSpace = addressSpace;
+        this.clearBitmapShift = clearBitmapShift;
+        for (MemfdRamBlock b : memory.ramBlocks()) {
+            blocks.add(new BlockState(b, clearBitmapShift));
+        }
+    }
+
+    /** @return the RAM blocks being migrated */
+    public List<MemfdRamBlock> ramBlocks() {
+        return blocks.stream().map(s -> s.block).toList();
+    }
+
+    /** @return total guest RAM in bytes */
+    public long totalBytes() {
+        long n = 0;
+        for (BlockState s : blocks) {
+            n += s.block.size();
+        }
+        return n;
+    }
+
+    /**
+     * Starts: every page is dirty (the first pass sends all RAM), and the setup part of the RAM
+     * section lists the blocks (ram_save_setup).
+     */
+    public void setup(StreamWriter out) throws IOException {
+        bitmapLock.lock();
+        try {
+            dirtyPages = 0;
+            for (BlockState s : blocks) {
+                s.bitmap.setAll();
+                s.clearBitmap.setAll();
+                s.cursor = 0;
+                dirtyPages += s.block.pages();
+            }
+        } finally {
+            bitmapLock.unlock();
+        }
+        out.put64(totalBytes() | QemuFormat.RAM_FLAG_MEM_SIZE);
+        for (BlockState s : blocks) {
+            out.putString8(s.block.name());
+            out.put64(s.block.size());
+        }
+        out.put64(QemuFormat.RAM_FLAG_EOS);
+    }
+
+    /** @return dirty pages still to send */
+    public long remainingPages() {
+        bitmapLock.lock();
+        try {
+            return dirtyPages;
+        } finally {
+            bitmapLock.unlock();
+        }
+    }
+
+    /** @return pages sent in full so far */
+    public long normalPages() {
+        return normalPages;
+    }
+
+    /** @return zero pages sent as a flag so far */
+    public long zeroPages() {
+        return zeroPages;
+    }
+
+    /** @return how many times the send loop took the bitmap lock */
+    public long lockAcquisitions() {
+        return lockAcquisitions;
+    }
+
+    /**
+     * Sends dirty pages until none is left, {@code deadline} (System.nanoTime) passes, or
+     * {@code budget} says the bandwidth for this period is spent. Takes the bitmap lock once.
+     * Ends with the RAM section's EOS.
+     *
+     * @param budget bytes that may still be written in this rate-limit period ({@code Long.MAX_VALUE}
+     *               for no limit), read against {@link StreamWriter#position()}
+     * @return true if every dirty page was sent
+     */
+    public boolean sendBurst(StreamWriter out, long deadline, LongSupplier budget) throws IOException {
+        boolean done;
+        bitmapLock.lock();
+        lockAcquisitions++;
+        try {
+            long limit = out.position() + budget.getAsLong();
+            if (limit < 0) {
+                limit = Long.MAX_VALUE;
+            }
+            MemfdRamBlock lastSent = null;
+            int checked = 0;
+            while (true) {
+                if (dirtyPages == 0) {
+                    done = true;
+                    break;
+                }
+                if ((++checked & 63) == 0 && (System.nanoTime() >= deadline || out.position() >= limit)) {
+                    done = false;
+                    break;
+                }
+                BlockState s = blocks.get(cursorBlock);
+                long page = s.bitmap.nextSetBit(s.cursor);
+                if (page < 0) {
+                    s.cursor = 0;
+                    cursorBlock = (cursorBlock + 1) % blocks.size();
+                    continue;
+                }
+                s.cursor = page + 1;
+                clearDirty(s, page);
+                savePage(out, s.block, page, s.block == lastSent);
+                lastSent = s.block;
+            }
+        } finally {
+            bitmapLock.unlock();
+        }
+        out.put64(QemuFormat.RAM_FLAG_EOS);
+        return done;
+    }
+
+    /** QEMU's migration_bitmap_clear_dirty, with the lock already held by the caller. */
+    private void clearDirty(BlockState s, long page) {
+        long chunk = page >>> clearBitmapShift;
+        if (s.clearBitmap.testAndClear(chunk)) {
+            long chunkBytes = (long) s.block.pageSize() << clearBitmapShift;
+            long start = chunk * chunkBytes;
+            addressSpace.logClear(s.block, start, Math.min(chunkBytes, s.block.size() - start));
+        }
+        if (s.bitmap.testAndClear(page)) {
+            dirtyPages--;
+        }
+    }
+
+    private void savePage(StreamWriter out, MemfdRamBlock block, long page, boolean sameBlock) throws IOException {
+        int pageSize = block.pageSize();
+        long offset = page * pageSize;
+        MemorySegment data = block.host().asSlice(offset, pageSize);
+        boolean zero = data.mismatch(RamDigest.zeroPage()) == -1;
+        out.put64(offset | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE)
+                | (sameBlock ? QemuFormat.RAM_FLAG_CONTINUE : 0));
+        if (!sameBlock) {
+            out.putString8(block.name());
+        }
+        if (zero) {
+            out.put8(0);
+            zeroPages++;
+        } else {
+            out.putSegment(data);
+            normalPages++;
+        }
+    }
+
+    /**
+     * Syncs the dirty log of every tracker and folds it into the migration bitmaps, under the
+     * bitmap lock (QEMU's migration_bitmap_sync).
+     *
+     * @return pages that became dirty since the previous sync
+     */
+    public long sync(boolean lastStage) {
+        memory.globalDirtyLogSync(lastStage);
+        bitmapLock.lock();
+        try {
+            long added = 0;
+            for (BlockState s : blocks) {
+                added += s.block.syncDirtyBitmap(s.bitmap);
+                s.clearBitmap.setAll();
+            }
+            dirtyPages += added;
+            return added;
+        } finally {
+            bitmapLock.unlock();
+        }
+    }
+
+    /**
+     * The guest says {@code [offset, offset + length)} of {@code block} is free: its pages need
+     * not be sent (QEMU's qemu_guest_free_page_hint). Only whole pages are dropped. Safe to call
+     * from any thread while the migration runs; waits for the current send burst.
+     *
+     * @return the number of dirty pages dropped
+     */
+    public long hintFree(MemfdRamBlock block, long offset, long length) {
+        if (offset < 0 || length < 0 || offset + length > block.size()) {
+            throw new IndexOutOfBoundsException("free-page hint [" + offset + ", +" + length + ") outside "
+                    + block.name());
+        }
+        long first = (offset + block.pageSize() - 1) / block.pageSize();
+        long end = (offset + length) / block.pageSize();
+        if (end <= first) {
+            return 0;
+        }
+        bitmapLock.lock();
+        try {
+            for (BlockState s : blocks) {
+                if (s.block == block) {
+                    long dropped = s.bitmap.clearRange(first, end - first);
+                    dirtyPages -= dropped;
+                    return dropped;
+                }
+            }
+            throw new IllegalArgumentException("RAM block " + block.name() + " is not being migrated");
+        } finally {
+            bitmapLock.unlock();
+        }
+    }
+}

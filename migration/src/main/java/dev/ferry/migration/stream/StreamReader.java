@@ -1,0 +1,133 @@
+package dev.ferry.migration.stream;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.channels.ReadableByteChannel;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Reads a migration stream (QEMU's QEMUFile, read side), keeping the byte offset so that every
+ * error can say where it was found. Reads never allocate more than the caller allows: lengths
+ * come from the stream and are hostile until checked.
+ */
+public final class StreamReader {
+
+    private final ReadableByteChannel channel;
+    private final ByteBuffer buffer = ByteBuffer.allocateDirect(256 << 10);
+    private long consumed;
+
+    public StreamReader(ReadableByteChannel channel) {
+        this.channel = channel;
+        buffer.flip();
+    }
+
+    /** @return the offset of the next byte to be read */
+    public long offset() {
+        return consumed;
+    }
+
+    /** @return a stream error at the current offset */
+    public StreamException error(String reason) {
+        return new StreamException(consumed, reason);
+    }
+
+    private void need(int bytes) throws IOException {
+        if (buffer.remaining() >= bytes) {
+            return;
+        }
+        buffer.compact();
+        try {
+            while (buffer.position() < bytes) {
+                int n = channel.read(buffer);
+                if (n < 0) {
+                    int have = buffer.position();
+                    throw new StreamException(consumed + have, "stream ends early (truncated): needed "
+                            + (bytes - have) + " more byte(s)");
+                }
+            }
+        } finally {
+            buffer.flip();
+        }
+    }
+
+    public int get8() throws IOException {
+        need(1);
+        consumed += 1;
+        return buffer.get() & 0xff;
+    }
+
+    public int get16() throws IOException {
+        need(2);
+        consumed += 2;
+        return buffer.getShort() & 0xffff;
+    }
+
+    public int get32() throws IOException {
+        need(4);
+        consumed += 4;
+        return buffer.getInt();
+    }
+
+    public long get64() throws IOException {
+        need(8);
+        consumed += 8;
+        return buffer.getLong();
+    }
+
+    /** Reads {@code length} bytes, which the caller has bounded. */
+    public byte[] getBytes(int length) throws IOException {
+        byte[] out = new byte[length];
+        int off = 0;
+        while (off < length) {
+            need(1);
+            int n = Math.min(buffer.remaining(), length - off);
+            buffer.get(out, off, n);
+            off += n;
+            consumed += n;
+        }
+        return out;
+    }
+
+    /** Reads a string with a one-byte length (QEMU's idstr). */
+    public String getString8() throws IOException {
+        int len = get8();
+        return new String(getBytes(len), StandardCharsets.UTF_8);
+    }
+
+    /** Reads exactly {@code dst.byteSize()} bytes into memory, straight from the channel when it can. */
+    public void getInto(MemorySegment dst) throws IOException {
+        long length = dst.byteSize();
+        long off = 0;
+        int buffered = (int) Math.min(buffer.remaining(), length);
+        if (buffered > 0) {
+            MemorySegment.copy(MemorySegment.ofBuffer(buffer), 0, dst, 0, buffered);
+            buffer.position(buffer.position() + buffered);
+            off = buffered;
+            consumed += buffered;
+        }
+        if (off < length) {
+            ByteBuffer direct = dst.asSlice(off).asByteBuffer();
+            while (direct.hasRemaining()) {
+                int n = channel.read(direct);
+                if (n < 0) {
+                    throw new StreamException(consumed + direct.position(), "stream ends early (truncated) inside "
+                            + length + " bytes of data");
+                }
+            }
+            consumed += length - off;
+        }
+    }
+
+    /** Skips {@code length} bytes. */
+    public void skip(long length) throws IOException {
+        long left = length;
+        while (left > 0) {
+            need(1);
+            int n = (int) Math.min(buffer.remaining(), left);
+            buffer.position(buffer.position() + n);
+            consumed += n;
+            left -= n;
+        }
+    }
+}
