@@ -29,7 +29,7 @@ final class MachineOptions {
     int vcpus;
 
     @Option(names = "--workload", paramLabel = "PATTERN", defaultValue = "random", converter = PatternConverter.class,
-            description = "What the guest writes: sequential, random or hotcold. Default: ${DEFAULT-VALUE}.")
+            description = "What the guest writes: sequential, random, hotcold or idle. Default: ${DEFAULT-VALUE}.")
     Pattern pattern;
 
     @Option(names = "--rate", paramLabel = "MIBPS", defaultValue = "100",

@@ -194,10 +194,12 @@ final class MigrateCommand implements Callable<Integer> {
                 long before = dest.pagesWritten();
                 Thread.sleep(300);
                 long after = dest.pagesWritten();
-                boolean running = after > before;
+                boolean idle = options.pattern == Pattern.IDLE;
+                boolean running = idle ? dest.vcpuFailure().isEmpty() : after > before;
                 r.put("verified", in.verified());
-                String guest = running ? "guest running, " + (after - before) + " pages written in 300 ms"
-                        : "guest NOT making progress";
+                String guest = !running ? "guest NOT making progress"
+                        : idle ? "guest running (idle workload)"
+                        : "guest running, " + (after - before) + " pages written in 300 ms";
                 if (options.pattern == Pattern.SEQUENTIAL) {
                     dest.pause();
                     Optional<String> bad = SequentialImage.check(dest.ram().host(), dest.config().workload(),

@@ -94,6 +94,12 @@ public final class Incoming {
                         machine = createMachine(in, at);
                         ramLoader = new RamLoader(machine.memory().ramBlocks());
                         vcpuStates = new byte[machine.vcpus()][];
+                        if (rp.isPresent()) {
+                            // Digest once now, in setup, so the one at switchover runs warm
+                            // (compiled, threads started) and costs what the source expects.
+                            ramLoader.digests();
+                            ReturnPath.send(rp.get(), ReturnPath.READY, new byte[0]);
+                        }
                     }
                     case QemuFormat.SECTION_START, QemuFormat.SECTION_FULL -> {
                         if (machine == null) {

@@ -23,6 +23,13 @@ final class ReturnPath {
     /** The destination rejected the stream: a UTF-8 message. */
     static final int ERROR = 0x7f02;
 
+    /**
+     * The destination has built the machine the configuration names (RAM allocated and
+     * preallocated) and is ready for pages. The source waits for it before it starts sending,
+     * so that preparing the destination counts as setup, never as downtime.
+     */
+    static final int READY = 0x7f03;
+
     /** The source's verdict after comparing digests, sent on the main stream after its end. */
     static final int GO = 'G';
     static final int ABORT = 'A';

@@ -37,6 +37,13 @@ final class SoftVcpu implements VcpuLoop {
         int pageSize = ram.pageSize();
         int writeSize = setup.workload().writeSize();
         boolean sequential = setup.workload().pattern() == Pattern.SEQUENTIAL;
+        if (setup.workload().pattern() == Pattern.IDLE) {
+            // An idle guest: no writes, but still at a checkpoint often enough to pause promptly.
+            do {
+                java.util.concurrent.locks.LockSupport.parkNanos(1_000_000L);
+            } while (control.checkpoint(0));
+            return;
+        }
         SoftMemslot slot = null;
         do {
             for (int i = 0; i < BATCH; i++) {

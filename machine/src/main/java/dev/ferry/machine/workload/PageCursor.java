@@ -50,6 +50,7 @@ public final class PageCursor {
                 yield page;
             }
             case RANDOM -> first + Long.remainderUnsigned(nextRandom(), count);
+            case IDLE -> throw new IllegalStateException("an idle workload writes no page");
             case HOTCOLD -> {
                 long r = nextRandom();
                 boolean hot = (r >>> 32) < hotThreshold || hotCount == count;

@@ -13,7 +13,9 @@ public enum Pattern {
     /** Uniformly random pages of the slice (xorshift64). */
     RANDOM,
     /** Random pages, most of them from a small hot part of the slice. */
-    HOTCOLD;
+    HOTCOLD,
+    /** Writes nothing: an idle guest. */
+    IDLE;
 
     /** @return the pattern named {@code name}, case-insensitively */
     public static Pattern parse(String name) {
@@ -22,7 +24,7 @@ public enum Pattern {
                 return p;
             }
         }
-        throw new IllegalArgumentException("unknown workload '" + name + "': use sequential, random or hotcold");
+        throw new IllegalArgumentException("unknown workload '" + name + "': use sequential, random, hotcold or idle");
     }
 
     @Override
