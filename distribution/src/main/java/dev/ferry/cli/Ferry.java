@@ -12,7 +12,7 @@ import java.io.PrintWriter;
  */
 @Command(name = "ferry", mixinStandardHelpOptions = true, versionProvider = Ferry.Version.class,
         description = "Dirty-page tracking and live migration of virtual machines.",
-        subcommands = {TrackersCommand.class, DirtyRateCommand.class, MigrateCommand.class, IncomingCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {TrackersCommand.class, DirtyRateCommand.class, MigrateCommand.class, IncomingCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
 
     /** Exit status for a bad command line or an impossible request. */
@@ -25,7 +25,7 @@ public final class Ferry implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, dirtyrate, migrate, incoming (see ferry --help)");
+        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, dirtyrate, migrate, incoming, bench (see ferry --help)");
     }
 
     public static void main(String[] args) {

@@ -14,7 +14,6 @@ import picocli.CommandLine.Parameters;
 
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.lang.management.ManagementFactory;
 import java.util.Optional;
 import java.util.concurrent.Callable;
 
@@ -49,9 +48,8 @@ final class IncomingCommand implements Callable<Integer> {
         MigrationUri uri = MigrationUri.parse(uriText);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        long maxRam = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                .getTotalMemorySize();
-        Incoming incoming = new Incoming(Bootstrap.create().acceleratorProviders(), maxRam, !noPrealloc);
+        Incoming incoming = new Incoming(Bootstrap.create().acceleratorProviders(), MigrateCommand.totalMemory(),
+                !noPrealloc);
         Channels.Listener listener;
         try {
             listener = Channels.listen(uri);

@@ -6,6 +6,7 @@ import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
 import dev.ferry.migration.Incoming;
+import dev.ferry.migration.LoopbackMigration;
 import dev.ferry.migration.Migration;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
@@ -27,7 +28,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CompletableFuture;
+import java.util.function.Consumer;
 
 /** {@code ferry migrate}: live-migrate a running guest and verify the result. */
 @Command(name = "migrate", mixinStandardHelpOptions = true,
@@ -85,32 +86,35 @@ final class MigrateCommand implements Callable<Integer> {
         try (TrackedMachine source = bootstrap.build(plan, machine.config())) {
             source.machine().start();
             Thread.sleep(warmupMs);
-            LocalDestination local = target.isEmpty() ? LocalDestination.start(bootstrap, !machine.noPrealloc) : null;
-            MigrationUri uri = target.orElseGet(() -> local.uri);
-            Connection connection;
-            try {
-                connection = Channels.connect(uri);
-            } catch (java.io.IOException e) {
-                if (local != null) {
-                    local.close();
-                }
-                throw new IllegalArgumentException(e.getMessage());
-            }
-            Migration migration = new Migration(source, connection, params);
+            Map<String, Object> report;
             MigrationStats stats;
             try (Progress progress = new Progress(err, json)) {
-                stats = migration.run(s -> progress.update(fraction(s), status(s)));
+                Consumer<MigrationStats> onProgress = s -> progress.update(fraction(s), status(s));
+                if (target.isPresent()) {
+                    Connection connection;
+                    try {
+                        connection = Channels.connect(target.get());
+                    } catch (java.io.IOException e) {
+                        throw new IllegalArgumentException(e.getMessage());
+                    }
+                    stats = new Migration(source, connection, params).run(onProgress);
+                    report = new LinkedHashMap<>(stats.toQemuMap());
+                    if (stats.status() == MigrationStatus.COMPLETED) {
+                        report.put("verified", target.get().scheme() != MigrationUri.Scheme.FILE);
+                    }
+                } else {
+                    LoopbackMigration.Outcome outcome = LoopbackMigration.run(source, params,
+                            bootstrap.acceleratorProviders(), totalMemory(), !machine.noPrealloc, onProgress);
+                    stats = outcome.stats();
+                    report = new LinkedHashMap<>(stats.toQemuMap());
+                    report.putAll(checkDestination(outcome, machine));
+                }
             }
-            Map<String, Object> report = new LinkedHashMap<>(stats.toQemuMap());
-            if (local != null) {
-                report.putAll(local.finish(stats.status() == MigrationStatus.COMPLETED, machine));
-            } else if (stats.status() == MigrationStatus.COMPLETED) {
-                report.put("verified", uri.scheme() != MigrationUri.Scheme.FILE);
-            }
+            String where = target.map(MigrationUri::toString).orElse("a destination in this process, over loopback TCP");
             if (json) {
                 out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
             } else {
-                printSummary(out, stats, report, uri);
+                printSummary(out, stats, report, where);
             }
             if (stats.status() != MigrationStatus.COMPLETED) {
                 err.println("ferry migrate: " + stats.status().qemuName() + ": " + stats.error()
@@ -131,9 +135,9 @@ final class MigrateCommand implements Callable<Integer> {
                 s.dirtyPagesRate() * 4096 / 1048576.0, s.mbps() / 8.388608, s.throttlePercent());
     }
 
-    private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, MigrationUri uri) {
+    private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, String where) {
         out.printf("status           %s%s%n", s.status().qemuName(), s.error().isEmpty() ? "" : " (" + s.error() + ")");
-        out.printf("to               %s%n", uri);
+        out.printf("to               %s%n", where);
         out.printf("total time       %d ms (setup %d ms)%n", s.totalTimeMs(), s.setupTimeMs());
         if (s.status() == MigrationStatus.COMPLETED) {
             out.printf("downtime         %d ms (expected %d ms)%n", s.downtimeMs(), s.expectedDowntimeMs());
@@ -153,75 +157,38 @@ final class MigrateCommand implements Callable<Integer> {
         }
     }
 
-    /** The destination, in this process, behind a loopback TCP port. */
-    private static final class LocalDestination implements AutoCloseable {
-        final MigrationUri uri;
-        final Channels.Listener listener;
-        final CompletableFuture<Incoming.Result> result;
+    static long totalMemory() {
+        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+                .getTotalMemorySize();
+    }
 
-        private LocalDestination(Channels.Listener listener, CompletableFuture<Incoming.Result> result) {
-            this.listener = listener;
-            this.uri = MigrationUri.parse(listener.address());
-            this.result = result;
+    /** Checks the guest goes on running at the destination; returns figures for the report. */
+    private static Map<String, Object> checkDestination(LoopbackMigration.Outcome outcome, MachineOptions options)
+            throws InterruptedException {
+        Map<String, Object> r = new LinkedHashMap<>();
+        if (outcome.destination().isEmpty()) {
+            r.put("destination-guest", "not started" + outcome.destinationError().map(e -> " (" + e + ")").orElse(""));
+            return r;
         }
-
-        static LocalDestination start(Bootstrap bootstrap, boolean prealloc) throws java.io.IOException {
-            Channels.Listener listener = Channels.listen(MigrationUri.parse("tcp:127.0.0.1:0"));
-            long maxRam = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
-                    .getTotalMemorySize();
-            Incoming incoming = new Incoming(bootstrap.acceleratorProviders(), maxRam, prealloc);
-            CompletableFuture<Incoming.Result> result = new CompletableFuture<>();
-            Thread.ofPlatform().name("destination").daemon().start(() -> {
-                try (Connection c = listener.accept()) {
-                    result.complete(incoming.receive(c));
-                } catch (Throwable e) {
-                    result.completeExceptionally(e);
-                }
-            });
-            return new LocalDestination(listener, result);
-        }
-
-        /** Checks the guest goes on running at the destination; returns figures for the report. */
-        Map<String, Object> finish(boolean completed, MachineOptions options) throws Exception {
-            Map<String, Object> r = new LinkedHashMap<>();
-            try {
-                if (!completed) {
-                    r.put("destination-guest", "not started");
-                    return r;
-                }
-                Incoming.Result in = result.get();
-                Machine dest = in.machine();
-                long before = dest.pagesWritten();
-                Thread.sleep(300);
-                long after = dest.pagesWritten();
-                boolean idle = options.pattern == Pattern.IDLE;
-                boolean running = idle ? dest.vcpuFailure().isEmpty() : after > before;
-                r.put("verified", in.verified());
-                String guest = !running ? "guest NOT making progress"
-                        : idle ? "guest running (idle workload)"
-                        : "guest running, " + (after - before) + " pages written in 300 ms";
-                if (options.pattern == Pattern.SEQUENTIAL) {
-                    dest.pause();
-                    Optional<String> bad = SequentialImage.check(dest.ram().host(), dest.config().workload(),
-                            dest.vcpus());
-                    guest += bad.map(b -> "; memory image BROKEN: " + b).orElse("; memory image consistent");
-                }
-                r.put("destination-guest", guest);
-                r.put("destination-running", running);
-                dest.close();
-                return r;
-            } finally {
-                close();
+        Incoming.Result in = outcome.destination().get();
+        try (Machine dest = in.machine()) {
+            long before = dest.pagesWritten();
+            Thread.sleep(300);
+            long after = dest.pagesWritten();
+            boolean idle = options.pattern == Pattern.IDLE;
+            boolean running = idle ? dest.vcpuFailure().isEmpty() : after > before;
+            r.put("verified", in.verified());
+            String guest = !running ? "guest NOT making progress"
+                    : idle ? "guest running (idle workload)"
+                    : "guest running, " + (after - before) + " pages written in 300 ms";
+            if (options.pattern == Pattern.SEQUENTIAL) {
+                dest.pause();
+                Optional<String> bad = SequentialImage.check(dest.ram().host(), dest.config().workload(), dest.vcpus());
+                guest += bad.map(b -> "; memory image BROKEN: " + b).orElse("; memory image consistent");
             }
+            r.put("destination-guest", guest);
+            r.put("destination-running", running);
         }
-
-        @Override
-        public void close() {
-            try {
-                listener.close();
-            } catch (java.io.IOException ignored) {
-                // Only a listening socket; nothing to lose.
-            }
-        }
+        return r;
     }
 }

@@ -74,6 +74,7 @@ public final class KvmIoctls {
     public static final int KVM_CAP_USER_MEMORY = 3;
     public static final int KVM_CAP_SET_TSS_ADDR = 4;
     public static final int KVM_CAP_EXT_CPUID = 7;
+    public static final int KVM_CAP_READONLY_MEM = 81;
     public static final int KVM_CAP_NR_VCPUS = 9;
     public static final int KVM_CAP_NR_MEMSLOTS = 10;
     public static final int KVM_CAP_MAX_VCPUS = 66;

@@ -190,6 +190,30 @@ public final class KvmVcpu implements AutoCloseable {
         };
     }
 
+    /** @return the guest-physical address of the access (KVM_EXIT_MMIO: kvm_run.mmio.phys_addr) */
+    public long mmioPhysAddr() {
+        return run.get(ValueLayout.JAVA_LONG, EXIT_OFFSET);
+    }
+
+    /**
+     * @return the access's data, {@link #mmioLength()} bytes inside the kvm_run mapping
+     *         (KVM_EXIT_MMIO: kvm_run.mmio.data). For a write it holds what the guest wrote; for a
+     *         read, fill it in before the next {@link #run()}, which completes the access.
+     */
+    public MemorySegment mmioData() {
+        return run.asSlice(EXIT_OFFSET + 8, mmioLength());
+    }
+
+    /** @return the access size in bytes, 1 to 8 (KVM_EXIT_MMIO: kvm_run.mmio.len) */
+    public int mmioLength() {
+        return Math.min(8, Math.max(0, run.get(ValueLayout.JAVA_INT, EXIT_OFFSET + 16)));
+    }
+
+    /** @return whether the access is a write (KVM_EXIT_MMIO: kvm_run.mmio.is_write) */
+    public boolean mmioIsWrite() {
+        return run.get(ValueLayout.JAVA_BYTE, EXIT_OFFSET + 20) != 0;
+    }
+
     /** @return a description of the last exit for error messages: its name and the fields that explain it */
     public String describeExit() {
         int reason = exitReason();

@@ -116,6 +116,7 @@ class KvmLayoutTest {
         constant("KVM_CAP_USER_MEMORY", KvmIoctls.KVM_CAP_USER_MEMORY);
         constant("KVM_CAP_SET_TSS_ADDR", KvmIoctls.KVM_CAP_SET_TSS_ADDR);
         constant("KVM_CAP_EXT_CPUID", KvmIoctls.KVM_CAP_EXT_CPUID);
+        constant("KVM_CAP_READONLY_MEM", KvmIoctls.KVM_CAP_READONLY_MEM);
         constant("KVM_CAP_NR_VCPUS", KvmIoctls.KVM_CAP_NR_VCPUS);
         constant("KVM_CAP_NR_MEMSLOTS", KvmIoctls.KVM_CAP_NR_MEMSLOTS);
         constant("KVM_CAP_MAX_VCPUS", KvmIoctls.KVM_CAP_MAX_VCPUS);

@@ -103,14 +103,19 @@ public final class VcpuControl {
         return go;
     }
 
-    private static void sleepNanos(long nanos) {
+    /** Sleeps, in slices, so that a pause or shutdown is noticed within a few milliseconds. */
+    private void sleepNanos(long nanos) {
         long end = System.nanoTime() + nanos;
         long left = nanos;
         while (left > 0) {
-            LockSupport.parkNanos(left);
+            LockSupport.parkNanos(Math.min(left, 5_000_000L));
+            if (runState.pauseRequested() || runState.isShutdown()) {
+                return;
+            }
             left = end - System.nanoTime();
         }
     }
+
 
     @Override
     public String toString() {

@@ -59,7 +59,9 @@ public final class FlatView {
             return;
         }
         long start = Math.max(base, clipStart);
-        long end = Math.min(base + mr.size(), clipEnd);
+        // Saturate: a region as big as the address space (the system container) must not wrap.
+        long regionEnd = base > Long.MAX_VALUE - mr.size() ? Long.MAX_VALUE : base + mr.size();
+        long end = Math.min(regionEnd, clipEnd);
         if (start >= end) {
             return;
         }

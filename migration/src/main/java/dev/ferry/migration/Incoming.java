@@ -95,9 +95,6 @@ public final class Incoming {
                         ramLoader = new RamLoader(machine.memory().ramBlocks());
                         vcpuStates = new byte[machine.vcpus()][];
                         if (rp.isPresent()) {
-                            // Digest once now, in setup, so the one at switchover runs warm
-                            // (compiled, threads started) and costs what the source expects.
-                            ramLoader.digests();
                             ReturnPath.send(rp.get(), ReturnPath.READY, new byte[0]);
                         }
                     }
@@ -154,18 +151,21 @@ public final class Incoming {
             }
             skipDescription(in, rp.isPresent());
             loadDeviceState(machine, vcpuStates, in);
+            // The guest runs as soon as its state is in: downtime ends here. The source then checks
+            // the RAM digests; on a mismatch it says ABORT, and this copy is stopped and dropped
+            // while the source guest, stopped all along, takes over again.
+            machine.start();
             boolean verified = false;
             if (rp.isPresent()) {
                 ReturnPath.sendDigests(rp.get(), ramLoader.digests());
                 int verdict = in.get8();
                 if (verdict != ReturnPath.GO) {
+                    machine.pause();
                     throw new IOException(verdict == ReturnPath.ABORT
-                            ? "the source aborted: RAM digests differ" : "no GO from the source");
+                            ? "the source found the RAM digests differ; the guest here was stopped and discarded"
+                            : "no verdict from the source; the guest here was stopped and discarded");
                 }
                 verified = true;
-            }
-            machine.start();
-            if (rp.isPresent()) {
                 ReturnPath.sendShut(rp.get(), true);
             }
             return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verified, System.nanoTime() - start);

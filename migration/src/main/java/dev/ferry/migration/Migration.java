@@ -33,8 +33,11 @@ import java.util.function.Consumer;
  * <p>Stream layout (QEMU's, see {@link QemuFormat}): header; configuration naming the machine;
  * the "ram" section's START (block list), one PART per send burst, END with the rest; a FULL
  * "cpu" section per vCPU; EOF; the JSON description. Over a transport with a return path the
- * destination then replies with digests, the source answers GO (or ABORT) after the stream, and
- * only on GO does the destination run the guest.
+ * destination says READY once its machine exists (before any page is sent), starts the guest
+ * as soon as everything is loaded, and sends its RAM digests; the source compares them with
+ * its own, taken from its stopped guest, and answers GO or ABORT after the stream. On ABORT
+ * the destination stops and discards its copy, and the source guest, stopped all along, runs
+ * again: the source reports completed only when the digests match.
  *
  * <p>On any failure before completion (lost connection, destination error, digest mismatch,
  * cancel, timeout) the source guest keeps running with dirty logging stopped: nothing is lost.
@@ -153,9 +156,10 @@ public final class Migration {
             out.flush();
             // As ram_init_bitmaps: sync once right after logging starts (this also drops what a
             // tracker reports as initially dirty; the bitmap is all ones anyway).
+            long syncStart = System.nanoTime();
             ram.sync(false);
             syncCount++;
-            long switchoverCost = estimateSwitchoverNanos();
+            long switchoverCost = switchoverOverheadNanos(System.nanoTime() - syncStart);
             setupNanos = System.nanoTime() - startNanos;
             status = MigrationStatus.ACTIVE;
             iterate(out, machine, switchoverCost, progress);
@@ -164,14 +168,21 @@ public final class Migration {
             long pauseStart = System.nanoTime();
             machine.pause();
             paused = true;
-            // The guest is stopped: its RAM is final. Digest it while the rest is sent.
-            CompletableFuture<Map<String, Integer>> digests = CompletableFuture.supplyAsync(this::sourceDigests);
             ram.sync(true);
             syncCount++;
             complete(out, machine);
             transferred = out.flushed();
-            verify(digests, out);
-            downtimeNanos = System.nanoTime() - pauseStart;
+            // The guest is stopped: its RAM is final. Digest it on one thread while the
+            // destination starts the guest; the other core stays free for that.
+            CompletableFuture<Map<String, Integer>> digests = new CompletableFuture<>();
+            Thread.ofPlatform().name("migration-digest").daemon().start(() -> {
+                try {
+                    digests.complete(sourceDigests());
+                } catch (Throwable e) {
+                    digests.completeExceptionally(e);
+                }
+            });
+            verify(digests, pauseStart);
             status = MigrationStatus.COMPLETED;
             machine.memory().globalDirtyLogStop();
             machine.setThrottle(0);
@@ -272,20 +283,12 @@ public final class Migration {
     }
 
     /**
-     * What switchover costs whatever is left to send: digesting RAM on the source (overlapped
-     * with the final send) and then on the destination, plus a few milliseconds of state and
-     * round trip. Timed on this guest's RAM at setup, after a warm-up run.
+     * What switchover costs whatever is left to send: the final sync, vCPU state and a round
+     * trip, a few milliseconds. (The source's RAM digest is not in it: the destination runs the
+     * guest before the source has checked the digests, and stops it again on a mismatch.)
      */
-    private long estimateSwitchoverNanos() {
-        long warm = 0;
-        // The first run also pays for JIT and first touches; the second is what switchover sees.
-        for (int i = 0; i < 2; i++) {
-            long t0 = System.nanoTime();
-            sourceDigests();
-            warm = System.nanoTime() - t0;
-        }
-        // Source and destination digest at once on a loopback host, sharing its cores: allow three.
-        return 3 * warm + 10_000_000L;
+    private static long switchoverOverheadNanos(long lastSyncNanos) {
+        return 2 * lastSyncNanos + 5_000_000L;
     }
 
     private void iterate(StreamWriter out, Machine machine, long switchoverCost, Consumer<MigrationStats> progress)
@@ -432,7 +435,7 @@ public final class Migration {
     private Map<String, Integer> sourceDigests() {
         Map<String, Integer> out = new LinkedHashMap<>();
         for (MemfdRamBlock b : ram.ramBlocks()) {
-            out.put(b.name(), RamDigest.of(b));
+            out.put(b.name(), RamDigest.of(b).value());
         }
         return out;
     }
@@ -441,11 +444,12 @@ public final class Migration {
      * Waits for the destination's digests, compares them with the source's, and tells the
      * destination to run the guest (GO) or not (ABORT).
      */
-    private void verify(CompletableFuture<Map<String, Integer>> sourceDigests, StreamWriter out)
+    private void verify(CompletableFuture<Map<String, Integer>> sourceDigests, long pauseStart)
             throws IOException, MigrationException {
         Optional<ReadableByteChannel> rp = connection.returnIn();
         if (rp.isEmpty()) {
             // A file has no return path: the saved stream is the result; the guest stays stopped.
+            downtimeNanos = System.nanoTime() - pauseStart;
             sourceDigests.join();
             connection.close();
             return;
@@ -461,11 +465,14 @@ public final class Migration {
             switch (msg.type()) {
                 case ReturnPath.ERROR -> throw new MigrationException("the destination rejected the stream: " + msg.text());
                 case ReturnPath.DIGESTS -> {
+                    // The destination sends its digests right after it starts the guest.
+                    downtimeNanos = System.nanoTime() - pauseStart;
                     theirs = msg.digests();
                     Map<String, Integer> ours = sourceDigests.join();
                     String mismatch = compare(ours, theirs);
                     writeVerdict(mismatch == null ? ReturnPath.GO : ReturnPath.ABORT);
                     if (mismatch != null) {
+                        awaitShut(rp.get());
                         throw new MigrationException(mismatch);
                     }
                 }
@@ -477,6 +484,17 @@ public final class Migration {
                 }
                 default -> throw new MigrationException("unknown return-path message 0x" + Integer.toHexString(msg.type()));
             }
+        }
+    }
+
+    /** After an ABORT: wait until the destination has stopped its copy, so two never run at once. */
+    private static void awaitShut(ReadableByteChannel rp) {
+        try {
+            while (ReturnPath.receive(rp).type() != ReturnPath.SHUT) {
+                // Skip anything else the destination says on its way out.
+            }
+        } catch (IOException gone) {
+            // A destination that went away runs nothing either.
         }
     }
 

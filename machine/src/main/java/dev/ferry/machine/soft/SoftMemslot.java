@@ -1,5 +1,7 @@
 package dev.ferry.machine.soft;
 
+import java.lang.invoke.VarHandle;
+
 import dev.ferry.api.MemorySection;
 import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.memory.MemfdRamBlock;
@@ -64,6 +66,11 @@ public final class SoftMemslot {
 
     /** A guest write to page {@code blockPage} of the block; call after the write. */
     void markWritten(long blockPage) {
+        // Order the guest's store before the read of the logging flag: otherwise the store
+        // could become visible after a migration that has just turned logging on has read the
+        // page, while this vCPU still saw logging off (KVM gets the same order from the exit
+        // every vCPU takes when a memslot's flags change).
+        VarHandle.fullFence();
         if (logging) {
             log.set(blockPage - firstPage);
         }

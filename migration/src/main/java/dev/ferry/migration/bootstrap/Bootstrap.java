@@ -120,7 +120,13 @@ public final class Bootstrap {
         List<DirtyTrackerProvider> chosen = new ArrayList<>();
         if (AUTO.equals(trackerList.trim())) {
             if (accel == null) {
-                accel = bestAccelerator(List.of(), Map.of());
+                // Both automatic: the best accelerator that some available tracker can serve.
+                accel = accelerators.values().stream()
+                        .filter(p -> probe(p).available())
+                        .sorted(Comparator.comparingInt(AcceleratorProvider::autoPriority).reversed())
+                        .filter(p -> findAutoTracker(p, options) != null)
+                        .findFirst()
+                        .orElseGet(() -> bestAccelerator(List.of(), Map.of()));
             }
             chosen.add(autoTracker(accel, options));
         } else {
@@ -228,6 +234,15 @@ public final class Bootstrap {
     }
 
     private DirtyTrackerProvider autoTracker(AcceleratorProvider accel, Map<String, String> options) {
+        DirtyTrackerProvider p = findAutoTracker(accel, options);
+        if (p == null) {
+            throw new UsageException("no available tracker works with the " + accel.name()
+                    + " accelerator; " + describeAvailable());
+        }
+        return p;
+    }
+
+    private DirtyTrackerProvider findAutoTracker(AcceleratorProvider accel, Map<String, String> options) {
         return trackers.values().stream()
                 .filter(p -> p.autoPriority() > 0 && probe(p).available())
                 .filter(p -> {
@@ -238,8 +253,7 @@ public final class Bootstrap {
                     }
                 })
                 .max(Comparator.comparingInt(DirtyTrackerProvider::autoPriority))
-                .orElseThrow(() -> new UsageException("no available tracker works with the " + accel.name()
-                        + " accelerator; " + describeAvailable()));
+                .orElse(null);
     }
 
     private static Map<String, String> only(DirtyTrackerProvider p, Map<String, String> options) {

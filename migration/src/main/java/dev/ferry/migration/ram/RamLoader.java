@@ -14,17 +14,21 @@ import java.util.Map;
 /**
  * The destination side of RAM migration (QEMU's ram_load): checks the source's block list
  * against this machine's, and writes each page where it belongs. Every offset, flag and name
- * from the stream is checked before it is used; a bad one rejects the stream.
+ * from the stream is checked before it is used; a bad one rejects the stream. The digest of
+ * each page is updated as the page is written, so the RAM digest at switchover is cheap.
  */
 public final class RamLoader {
 
     private final Map<String, MemfdRamBlock> blocks = new LinkedHashMap<>();
+    private final Map<String, RamDigest> digests = new LinkedHashMap<>();
     private boolean setupDone;
     private long pagesLoaded;
 
     public RamLoader(List<MemfdRamBlock> ramBlocks) {
         for (MemfdRamBlock b : ramBlocks) {
             blocks.put(b.name(), b);
+            // A fresh destination's RAM is zeros; preallocation does not change that.
+            digests.put(b.name(), RamDigest.ofZeroPages(b.pages()));
         }
     }
 
@@ -36,7 +40,7 @@ public final class RamLoader {
     /** @return the digest of each block as loaded, by name */
     public Map<String, Integer> digests() {
         Map<String, Integer> out = new LinkedHashMap<>();
-        blocks.forEach((name, b) -> out.put(name, RamDigest.of(b)));
+        digests.forEach((name, d) -> out.put(name, d.value()));
         return out;
     }
 
@@ -86,6 +90,7 @@ public final class RamLoader {
                 } else {
                     in.getInto(page);
                 }
+                digests.get(current.name()).update(addr / current.pageSize(), page);
                 pagesLoaded++;
                 flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);
             }

@@ -9,6 +9,7 @@ import dev.ferry.migration.stream.StreamWriter;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantLock;
@@ -33,12 +34,14 @@ public final class RamSaver {
 
     /** QEMU's default clear-bitmap-shift: 2^18 pages of 4 KiB = 1 GiB chunks. */
     public static final int DEFAULT_CLEAR_BITMAP_SHIFT = 18;
+    private static final long WINDOW = 1L << 30;
 
     private final MemorySystem memory;
     private final AddressSpace addressSpace;
     private final List<BlockState> blocks = new ArrayList<>();
     private final ReentrantLock bitmapLock = new ReentrantLock();
     private final int clearBitmapShift;
+    private final LockMode lockMode;
     private long dirtyPages;
     private int cursorBlock;
     private long lockAcquisitions;
@@ -51,19 +54,49 @@ public final class RamSaver {
         final MemfdRamBlock block;
         final DirtyBitmap bitmap;
         final DirtyBitmap clearBitmap;
+        // ByteBuffer views of the block, 1 GiB each (a buffer's size is an int): sliced per page,
+        // they are much cheaper to hand to a gathering write than a new view per page.
+        final ByteBuffer[] windows;
         long cursor;
+
+        ByteBuffer page(long offset, int pageSize) {
+            return windows[(int) (offset / WINDOW)].slice((int) (offset % WINDOW), pageSize);
+        }
 
         BlockState(MemfdRamBlock block, int clearShift) {
             this.block = block;
+            int n = (int) ((block.size() + WINDOW - 1) / WINDOW);
+            this.windows = new ByteBuffer[n];
+            for (int i = 0; i < n; i++) {
+                long start = (long) i * WINDOW;
+                windows[i] = block.host().asSlice(start, Math.min(WINDOW, block.size() - start)).asByteBuffer();
+            }
             this.bitmap = new DirtyBitmap(block.pages());
             this.clearBitmap = new DirtyBitmap(((block.pages() - 1) >> clearShift) + 1);
         }
+    }
+
+    /** How often the send loop takes the bitmap lock. */
+    public enum LockMode {
+        /** Once per burst (seed 002): what Ferry does. */
+        PER_BURST,
+        /** Once per page, as QEMU did before seed 002: the benchmark's baseline. */
+        PER_PAGE
     }
 
     /**
      * @param clearBitmapShift log2 of pages per clear chunk (QEMU's clear-bitmap-shift, 6 to 31)
      */
     public RamSaver(MemorySystem memory, AddressSpace addressSpace, int clearBitmapShift) {
+        this(memory, addressSpace, clearBitmapShift, LockMode.PER_BURST);
+    }
+
+    /**
+     * @param clearBitmapShift log2 of pages per clear chunk (QEMU's clear-bitmap-shift, 6 to 31)
+     * @param lockMode         how often the send loop takes the bitmap lock
+     */
+    public RamSaver(MemorySystem memory, AddressSpace addressSpace, int clearBitmapShift, LockMode lockMode) {
+        this.lockMode = lockMode;
         if (clearBitmapShift < 6 || clearBitmapShift > 31) {
             throw new IllegalArgumentException("clear-bitmap-shift must be 6 to 31, got " + clearBitmapShift);
         }
@@ -149,9 +182,12 @@ public final class RamSaver {
      * @return true if every dirty page was sent
      */
     public boolean sendBurst(StreamWriter out, long deadline, LongSupplier budget) throws IOException {
+        boolean perPage = lockMode == LockMode.PER_PAGE;
         boolean done;
-        bitmapLock.lock();
-        lockAcquisitions++;
+        if (!perPage) {
+            bitmapLock.lock();
+            lockAcquisitions++;
+        }
         try {
             long limit = out.position() + budget.getAsLong();
             if (limit < 0) {
@@ -160,28 +196,42 @@ public final class RamSaver {
             MemfdRamBlock lastSent = null;
             int checked = 0;
             while (true) {
-                if (dirtyPages == 0) {
-                    done = true;
-                    break;
-                }
                 if ((++checked & 63) == 0 && (System.nanoTime() >= deadline || out.position() >= limit)) {
                     done = false;
                     break;
                 }
-                BlockState s = blocks.get(cursorBlock);
-                long page = s.bitmap.nextSetBit(s.cursor);
-                if (page < 0) {
-                    s.cursor = 0;
-                    cursorBlock = (cursorBlock + 1) % blocks.size();
-                    continue;
+                if (perPage) {
+                    bitmapLock.lock();
+                    lockAcquisitions++;
                 }
-                s.cursor = page + 1;
-                clearDirty(s, page);
-                savePage(out, s.block, page, s.block == lastSent);
+                BlockState s;
+                long page;
+                try {
+                    if (dirtyPages == 0) {
+                        done = true;
+                        break;
+                    }
+                    s = blocks.get(cursorBlock);
+                    page = s.bitmap.nextSetBit(s.cursor);
+                    if (page < 0) {
+                        s.cursor = 0;
+                        cursorBlock = (cursorBlock + 1) % blocks.size();
+                        continue;
+                    }
+                    s.cursor = page + 1;
+                    clearDirty(s, page);
+                } finally {
+                    if (perPage) {
+                        bitmapLock.unlock();
+                    }
+                }
+                savePage(out, s, page, s.block == lastSent);
                 lastSent = s.block;
             }
         } finally {
-            bitmapLock.unlock();
+            if (!perPage) {
+                bitmapLock.unlock();
+            }
         }
         out.put64(QemuFormat.RAM_FLAG_EOS);
         return done;
@@ -200,7 +250,8 @@ public final class RamSaver {
         }
     }
 
-    private void savePage(StreamWriter out, MemfdRamBlock block, long page, boolean sameBlock) throws IOException {
+    private void savePage(StreamWriter out, BlockState s, long page, boolean sameBlock) throws IOException {
+        MemfdRamBlock block = s.block;
         int pageSize = block.pageSize();
         long offset = page * pageSize;
         MemorySegment data = block.host().asSlice(offset, pageSize);
@@ -214,7 +265,7 @@ public final class RamSaver {
             out.put8(0);
             zeroPages++;
         } else {
-            out.putSegment(data);
+            out.putBuffer(s.page(offset, pageSize));
             normalPages++;
         }
     }

@@ -88,13 +88,21 @@ public final class StreamWriter implements AutoCloseable {
 
     /** Queues a slice of guest memory to leave without a copy. */
     public void putSegment(MemorySegment data) throws IOException {
+        putBuffer(data.asByteBuffer());
+    }
+
+    /**
+     * Queues a buffer (a view of guest memory) to leave without a copy. Its bytes are read when
+     * the queue is flushed.
+     */
+    public void putBuffer(ByteBuffer data) throws IOException {
         int pos = buffer.position();
         if (pos > cut) {
             queue.add(buffer.slice(cut, pos - cut));
             cut = pos;
         }
-        queue.add(data.asByteBuffer());
-        queuedBytes += data.byteSize();
+        queue.add(data);
+        queuedBytes += data.remaining();
         if (queue.size() >= MAX_IOV) {
             flush();
         }

@@ -1,0 +1,161 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.LoopbackMigration;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStats;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.Plan;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.PrintWriter;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code ferry bench migration}: whole migrations of a guest whose RAM holds data (not zeros,
+ * which would make the stream trivially small), idle and under load, over loopback TCP.
+ */
+@Command(name = "migration", mixinStandardHelpOptions = true,
+        description = {"Migrate a guest with non-zero RAM: idle, and at 100 and 400 MiB/s of random dirtying, with "
+                + "max-bandwidth 1 GiB/s and downtime-limit 300 ms; then idle with no bandwidth limit. Reports total "
+                + "time, downtime and throughput, and checks the targets (downtime at most 10% over the limit; idle "
+                + "unlimited throughput at least 2 GiB/s)."})
+final class MigrationBench implements Callable<Integer> {
+
+    @Option(names = "--mem", paramLabel = "SIZE", defaultValue = "1G", converter = MachineOptions.SizeConverter.class,
+            description = "Guest RAM. Default: ${DEFAULT-VALUE}.")
+    long memory;
+
+    @Option(names = "--accel", defaultValue = "auto", description = "Accelerator. Default: ${DEFAULT-VALUE}.")
+    String accelerator;
+
+    @Option(names = "--trackers", defaultValue = "auto", description = "Trackers. Default: ${DEFAULT-VALUE}.")
+    String trackers;
+
+    @Option(names = "--vcpus", defaultValue = "1", description = "vCPUs. Default: ${DEFAULT-VALUE}.")
+    int vcpus;
+
+    @Option(names = "--runs", defaultValue = "1", description = "Runs of each scenario. Default: ${DEFAULT-VALUE}.")
+    int runs;
+
+    @Option(names = "--json", description = "Print the results as JSON.")
+    boolean json;
+
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
+    private record Scenario(String name, Pattern pattern, double rate, long maxBandwidth) {
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if (runs < 1 || runs > 20) {
+            throw new IllegalArgumentException("--runs must be 1 to 20");
+        }
+        long gib = 1L << 30;
+        List<Scenario> scenarios = List.of(
+                new Scenario("idle, 1 GiB/s", Pattern.IDLE, 0, gib),
+                new Scenario("100 MiB/s, 1 GiB/s", Pattern.RANDOM, 100, gib),
+                new Scenario("400 MiB/s, 1 GiB/s", Pattern.RANDOM, 400, gib),
+                new Scenario("idle, unlimited", Pattern.IDLE, 0, 0));
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        Bootstrap bootstrap = Bootstrap.create();
+        Plan plan = bootstrap.plan(accelerator, trackers, Map.of());
+        long limitMs = 300;
+        List<Map<String, Object>> rows = new ArrayList<>();
+        boolean downtimeOk = true;
+        double idleUnlimitedGiBps = 0;
+        if (!json) {
+            out.printf("guest %s RAM, %d vCPU, accelerator %s, trackers %s; downtime-limit %d ms%n",
+                    Sizes.format(memory), vcpus, plan.accelerator().name(), plan.trackerNames(), limitMs);
+            out.printf("%-20s %4s %9s %9s %10s %10s %12s %6s %9s%n", "scenario", "run", "total ms", "setup ms",
+                    "downtime", "expected", "throughput", "syncs", "throttle");
+        }
+        for (Scenario sc : scenarios) {
+            for (int run = 1; run <= runs; run++) {
+                Workload w = new Workload(sc.pattern(), 0, 0, sc.rate(), 4096, 0.1, 0.9, run);
+                MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(sc.maxBandwidth())
+                        .withDowntimeLimit(Duration.ofMillis(limitMs)).withTimeout(Duration.ofMinutes(5));
+                MigrationStats s;
+                boolean destinationOk;
+                try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                    fillWithData(source.machine().ram().host());
+                    source.machine().start();
+                    Thread.sleep(300);
+                    err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
+                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
+                            MigrateCommand.totalMemory(), true, x -> { });
+                    s = o.stats();
+                    destinationOk = o.destination().isPresent();
+                    o.destination().ifPresent(d -> d.machine().close());
+                }
+                // Throughput while transferring: from the end of setup (which builds the destination
+                // machine and times the digests) to completion.
+                double seconds = (s.totalTimeMs() - s.setupTimeMs()) / 1000.0;
+                double throughput = seconds <= 0 ? 0 : s.transferred() / (double) gib / seconds;
+                boolean ok = s.status() == MigrationStatus.COMPLETED && destinationOk;
+                downtimeOk &= ok && s.downtimeMs() <= limitMs * 1.1;
+                if (sc.maxBandwidth() == 0 && sc.pattern() == Pattern.IDLE) {
+                    idleUnlimitedGiBps = Math.max(idleUnlimitedGiBps, throughput);
+                }
+                Map<String, Object> row = new LinkedHashMap<>();
+                row.put("scenario", sc.name());
+                row.put("run", run);
+                row.put("status", s.status().qemuName());
+                row.put("total-time-ms", s.totalTimeMs());
+                row.put("setup-time-ms", s.setupTimeMs());
+                row.put("downtime-ms", s.downtimeMs());
+                row.put("expected-downtime-ms", s.expectedDowntimeMs());
+                row.put("throughput-gib-s", Math.round(throughput * 1000) / 1000.0);
+                row.put("transferred", s.transferred());
+                row.put("dirty-sync-count", s.dirtySyncCount());
+                row.put("throttle", s.throttlePercent());
+                rows.add(row);
+                if (!json) {
+                    out.printf("%-20s %4d %9d %9d %10s %7d ms %6.2f GiB/s %6d %8d%%%n", sc.name(), run, s.totalTimeMs(),
+                            s.setupTimeMs(), ok ? s.downtimeMs() + " ms" : s.status().qemuName(), s.expectedDowntimeMs(),
+                            throughput,
+                            s.dirtySyncCount(), s.throttlePercent());
+                }
+            }
+        }
+        boolean throughputOk = idleUnlimitedGiBps >= 2.0;
+        if (json) {
+            Map<String, Object> o = new LinkedHashMap<>();
+            o.put("runs", rows);
+            o.put("downtime-target-met", downtimeOk);
+            o.put("idle-unlimited-throughput-gib-s", idleUnlimitedGiBps);
+            o.put("throughput-target-met", throughputOk);
+            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(o));
+        } else {
+            out.printf("target: downtime <= %d ms (limit + 10%%) in every run: %s%n", limitMs * 11 / 10,
+                    downtimeOk ? "met" : "MISSED");
+            out.printf("target: idle unlimited throughput >= 2 GiB/s: %.2f GiB/s, %s%n", idleUnlimitedGiBps,
+                    throughputOk ? "met" : "MISSED");
+        }
+        return 0;
+    }
+
+    /** Gives every page distinct non-zero contents, as a guest that has booted and run would have. */
+    static void fillWithData(MemorySegment ram) {
+        ram.fill((byte) 0xa5);
+        for (long off = 0; off < ram.byteSize(); off += 4096) {
+            ram.set(ValueLayout.JAVA_LONG_UNALIGNED, off + 8, off);
+        }
+    }
+}

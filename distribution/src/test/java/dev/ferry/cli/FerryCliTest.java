@@ -1,0 +1,165 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/** The command line's contract: exit codes, one-line errors without stack traces, JSON output. */
+class FerryCliTest {
+
+    record Run(int status, String out, String err) {
+        List<String> errLines() {
+            return err.lines().filter(l -> !l.isBlank()).toList();
+        }
+    }
+
+    @BeforeAll
+    static void noDebug() {
+        assumeTrue(System.getenv("FERRY_DEBUG") == null, "FERRY_DEBUG prints stack traces on purpose");
+    }
+
+    static Run ferry(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int status = Ferry.execute(args, new PrintWriter(out, true), new PrintWriter(err, true));
+        return new Run(status, out.toString(), err.toString());
+    }
+
+    /** Status 2 and exactly one line on standard error, no stack trace; @return that line */
+    static String usageError(Run r) {
+        assertEquals(2, r.status(), () -> "status; err: " + r.err());
+        List<String> lines = r.errLines();
+        assertEquals(1, lines.size(), () -> "one line on err, got:\n" + r.err());
+        assertFalse(lines.getFirst().trim().startsWith("at "), r.err());
+        assertFalse(r.err().contains("Exception"), () -> "no exception class names: " + r.err());
+        return lines.getFirst();
+    }
+
+    @Test
+    void trackersJsonIsAnArrayOfTrackers() throws Exception {
+        Run r = ferry("trackers", "--json");
+        assertEquals(0, r.status(), r.err());
+        assertEquals("", r.err());
+        JsonNode a = new ObjectMapper().readTree(r.out());
+        assertTrue(a.isArray() && !a.isEmpty(), r.out());
+        boolean soft = false;
+        for (JsonNode t : a) {
+            assertTrue(t.get("name").isTextual(), t.toString());
+            assertTrue(t.get("available").isBoolean(), t.toString());
+            assertTrue(t.get("reason").isTextual(), t.toString());
+            assertTrue(t.get("description").isTextual() && !t.get("description").asText().isBlank(), t.toString());
+            assertEquals(4, t.size(), "exactly name, available, reason, description: " + t);
+            if (!t.get("available").asBoolean()) {
+                assertFalse(t.get("reason").asText().isBlank(), "an unavailable tracker says why: " + t);
+            }
+            if (t.get("name").asText().equals("soft")) {
+                soft = true;
+                assertTrue(t.get("available").asBoolean());
+                assertEquals("", t.get("reason").asText());
+            }
+        }
+        assertTrue(soft, "the soft tracker is listed: " + r.out());
+    }
+
+    @Test
+    void trackersTable() {
+        Run r = ferry("trackers");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().startsWith("NAME"), r.out());
+        assertTrue(r.out().lines().anyMatch(l -> l.startsWith("soft") && l.contains("yes")), r.out());
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"trackers --bogus", "--bogus", "dirtyrate --bogus", "dirtyrate --vcpus many", "nosuchcommand", ""})
+    void badCommandLinesAreOneLineUsageErrors(String line) {
+        String[] args = line.isEmpty() ? new String[0] : line.split(" ");
+        Run r = ferry(args);
+        String msg = usageError(r);
+        assertTrue(msg.startsWith("ferry"), msg);
+        assertEquals("", r.out(), "no usage dump on out");
+    }
+
+    @Test
+    void badMemorySize() {
+        String msg = usageError(ferry("dirtyrate", "--mem", "12X"));
+        assertTrue(msg.contains("12X"), msg);
+        msg = usageError(ferry("dirtyrate", "--mem", "3M", "--seconds", "1", "--no-prealloc"));
+        assertTrue(msg.contains("--mem") && msg.contains("2 MiB"), msg);
+        usageError(ferry("dirtyrate", "--mem", "0", "--seconds", "1", "--no-prealloc"));
+        msg = usageError(ferry("dirtyrate", "--mem", "64M", "--vcpus", "0", "--seconds", "1", "--no-prealloc"));
+        assertTrue(msg.contains("--vcpus"), msg);
+    }
+
+    @Test
+    void badMeasurementParameters() {
+        assertTrue(usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "0")).contains("--seconds"));
+        assertTrue(usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--sync-interval", "5000"))
+                .contains("--sync-interval"));
+        assertTrue(usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--rate", "-1")).contains("--rate"));
+        assertTrue(usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--write-size", "0")).contains("--write-size"));
+        assertTrue(usageError(ferry("dirtyrate", "--workload", "zigzag")).contains("zigzag"));
+    }
+
+    @Test
+    void unknownTrackerNamesTheAvailableOnes() {
+        String msg = usageError(ferry("dirtyrate", "--trackers", "nope", "--mem", "64M", "--seconds", "1", "--no-prealloc"));
+        assertTrue(msg.contains("nope"), msg);
+        assertTrue(msg.contains("available here:") && msg.contains("soft"), msg);
+    }
+
+    @Test
+    void unknownAcceleratorAndMismatchedTracker() {
+        String msg = usageError(ferry("dirtyrate", "--accel", "tcg", "--mem", "64M", "--seconds", "1"));
+        assertTrue(msg.contains("tcg") && msg.contains("soft"), msg);
+        msg = usageError(ferry("dirtyrate", "--accel", "soft", "--trackers", "soft", "-o", "x=1", "--mem", "64M", "--seconds", "1"));
+        assertTrue(msg.contains("option x"), msg);
+    }
+
+    @Test
+    void shortDirtyRateRunAsJson() throws Exception {
+        Run r = ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--no-prealloc", "--accel", "soft", "--json",
+                "--rate", "50", "--workload", "sequential");
+        assertEquals(0, r.status(), r.err());
+        assertEquals("", r.err(), "quiet: no progress bar when err is not a terminal");
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        assertTrue(o.has("dirty-rate"), r.out());
+        double rate = o.get("dirty-rate").asDouble();
+        assertTrue(rate > 25 && rate < 75, "dirty rate " + rate + " for a 50 MiB/s target");
+        assertEquals("soft", o.get("accelerator").asText());
+        assertEquals("soft", o.get("trackers").get(0).asText());
+        assertEquals("sequential", o.get("workload").asText());
+        assertEquals(64L << 20, o.get("memory").asLong());
+        assertEquals(1, o.get("vcpus").asInt());
+        assertTrue(o.get("syncs").asLong() >= 5, r.out());
+    }
+
+    @Test
+    void shortDirtyRateRunAsText() {
+        Run r = ferry("dirtyrate", "--mem", "16M", "--seconds", "0.3", "--no-prealloc", "--accel", "soft", "--vcpus", "2");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().startsWith("dirty rate"), r.out());
+        assertTrue(r.out().contains("16 MiB RAM, 2 vCPUs, random workload, soft accelerator"), r.out());
+    }
+
+    @Test
+    void helpAndVersion() {
+        Run help = ferry("--help");
+        assertEquals(0, help.status());
+        assertTrue(help.out().contains("trackers") && help.out().contains("dirtyrate"), help.out());
+        Run version = ferry("--version");
+        assertEquals(0, version.status());
+        assertTrue(version.out().startsWith("ferry "), version.out());
+    }
+}

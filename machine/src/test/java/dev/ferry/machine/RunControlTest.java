@@ -1,0 +1,124 @@
+package dev.ferry.machine;
+
+import dev.ferry.machine.workload.Pattern;
+import org.junit.jupiter.api.Test;
+
+import java.util.Arrays;
+
+import static dev.ferry.machine.Guests.MIB;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Pause, resume, throttle and pacing: behaviour with wide margins, not benchmarks. */
+class RunControlTest {
+
+    @Test
+    void pauseStopsEveryWriteAndResumeContinues() {
+        try (Machine m = Guests.soft(16 * MIB, 3, Guests.workload(Pattern.RANDOM, 0, 4096, 42))) {
+            m.pause(); // before start: nothing to stop, must not hang
+            m.start();
+            Guests.awaitWrites(m, 2000);
+            m.pause();
+            byte[] before = Guests.copy(m.ram().host());
+            long written = m.pagesWritten();
+            Guests.sleep(200);
+            assertEquals(written, m.pagesWritten(), "pages counted while paused");
+            assertArrayEquals(before, Guests.copy(m.ram().host()), "RAM changed while paused");
+            m.pause(); // pausing twice is harmless
+            m.resume();
+            Guests.awaitWrites(m, 2000);
+            m.pause();
+            assertFalse(Arrays.equals(before, Guests.copy(m.ram().host())), "RAM unchanged after resume");
+            assertTrue(m.vcpuFailure().isEmpty());
+        }
+    }
+
+    @Test
+    void closeStopsARunningOrPausedMachine() {
+        Machine m = Guests.soft(4 * MIB, 2, Guests.workload(Pattern.SEQUENTIAL, 0, 1, 1));
+        m.start();
+        Guests.awaitWrites(m, 100);
+        m.pause();
+        m.close();
+        m.close(); // idempotent
+        assertThrows(IllegalStateException.class, m::start);
+    }
+
+    @Test
+    void throttleCutsTheWriteRate() {
+        try (Machine m = Guests.soft(16 * MIB, 1, Guests.workload(Pattern.RANDOM, 0, 64, 7))) {
+            m.start();
+            Guests.awaitWrites(m, 5000); // past first touches
+            long free = 0;
+            long throttled = 0;
+            // Alternate, and compare the best window of each, so a stall of the host skews neither.
+            for (int i = 0; i < 3; i++) {
+                m.setThrottle(0);
+                free = Math.max(free, pagesIn(m, 150));
+                m.setThrottle(80);
+                Guests.sleep(30); // let a throttle slice begin
+                throttled = Math.max(throttled, pagesIn(m, 150));
+            }
+            assertEquals(80, m.throttle());
+            assertTrue(free > 0);
+            assertTrue(throttled < free / 2, "80% throttle: " + throttled + " pages vs " + free + " unthrottled");
+            assertTrue(throttled > 0, "a throttled vCPU still runs");
+            m.setThrottle(0);
+            assertThrows(IllegalArgumentException.class, () -> m.setThrottle(100));
+            assertThrows(IllegalArgumentException.class, () -> m.setThrottle(-1));
+        }
+    }
+
+    /** Time run unthrottled is not owed as sleep once a throttle is set (it once was: seconds of stall). */
+    @Test
+    void throttleSetAfterALongRunTakesEffectPromptly() {
+        try (Machine m = Guests.soft(8 * MIB, 2, Guests.workload(Pattern.RANDOM, 0, 64, 8))) {
+            m.start();
+            Guests.sleep(600);
+            m.setThrottle(50);
+            Guests.sleep(50);
+            assertTrue(pagesIn(m, 200) > 0, "the vCPUs stalled after the throttle was set");
+            long t0 = System.nanoTime();
+            m.pause();
+            long ms = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(ms < 500, "pause took " + ms + " ms under a 50% throttle");
+        }
+    }
+
+    @Test
+    void pacingHoldsTheTargetRate() {
+        double mibps = 40; // 10240 pages/s over both vCPUs
+        try (Machine m = Guests.soft(16 * MIB, 2, Guests.workload(Pattern.RANDOM, mibps, 4096, 3))) {
+            m.start();
+            Guests.awaitWrites(m, 1000);
+            long pages = pagesIn(m, 600);
+            double rate = pages * 4096.0 / MIB / 0.6;
+            assertTrue(rate > mibps * 0.6 && rate < mibps * 1.4, "paced at " + rate + " MiB/s, target " + mibps);
+        }
+    }
+
+    @Test
+    void pausedTimeDoesNotEarnPacingCredit() {
+        double mibps = 20;
+        try (Machine m = Guests.soft(16 * MIB, 1, Guests.workload(Pattern.SEQUENTIAL, mibps, 1, 3))) {
+            m.start();
+            Guests.awaitWrites(m, 500);
+            m.pause();
+            Guests.sleep(300);
+            m.resume();
+            // No burst to catch up the paused time: the rate right after resume stays near target.
+            long pages = pagesIn(m, 200);
+            double rate = pages * 4096.0 / MIB / 0.2;
+            assertTrue(rate < mibps * 1.6, "after resume: " + rate + " MiB/s, target " + mibps);
+        }
+    }
+
+    private static long pagesIn(Machine m, long millis) {
+        long before = m.pagesWritten();
+        Guests.sleep(millis);
+        return m.pagesWritten() - before;
+    }
+}
