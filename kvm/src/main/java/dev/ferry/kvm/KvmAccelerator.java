@@ -47,6 +47,11 @@ public final class KvmAccelerator implements Accelerator {
 
     /** Bytes at the start of guest RAM that belong to the guest program and its page tables. */
     public static final long RESERVED_BYTES = 2L << 20;
+
+    @Override
+    public long reservedRamBytes() {
+        return RESERVED_BYTES;
+    }
     /** Where the guest program is loaded. */
     public static final long CODE_GPA = 0x1000;
     /** Where the PML4 starts; the PDPT and page directories follow. */

@@ -17,6 +17,16 @@ public interface Accelerator extends AutoCloseable {
     /** Attaches to the machine's memory, before any vCPU exists (register the memslot listener). */
     void attach(MemorySystem memory, AddressSpace systemMemory);
 
+    /**
+     * Guest RAM from address 0 that the accelerator keeps for itself (the KVM guest's code and
+     * page tables); the workload's working set must start above it.
+     *
+     * @return bytes reserved at the bottom of RAM
+     */
+    default long reservedRamBytes() {
+        return 0;
+    }
+
     /** @return the loop of vCPU {@code index}, which will run {@code setup}'s workload */
     VcpuLoop createVcpu(int index, VcpuSetup setup);
 

@@ -3,6 +3,7 @@ package dev.ferry.machine;
 import dev.ferry.api.MachineContext;
 import dev.ferry.api.Options;
 import dev.ferry.api.RamBlock;
+import dev.ferry.machine.workload.Workload;
 import dev.ferry.memory.AddressSpace;
 import dev.ferry.memory.MemfdRamBlock;
 import dev.ferry.memory.MemoryRegion;
@@ -39,8 +40,8 @@ public final class Machine implements AutoCloseable {
     private boolean started;
     private boolean closed;
 
-    private Machine(MachineConfig config, Accelerator accelerator) {
-        this.config = config;
+    private Machine(MachineConfig requested, Accelerator accelerator) {
+        this.config = reserve(requested, accelerator.reservedRamBytes());
         this.accelerator = accelerator;
         this.memory = new MemorySystem();
         try {
@@ -65,6 +66,24 @@ public final class Machine implements AutoCloseable {
             memory.close();
             throw e;
         }
+    }
+
+    /**
+     * Moves a default working set (all RAM) above the accelerator's reserved area, and refuses
+     * an explicit one that overlaps it.
+     */
+    private static MachineConfig reserve(MachineConfig config, long reserved) {
+        Workload w = config.workload();
+        if (reserved == 0 || w.workingSetOffset() >= reserved) {
+            return config;
+        }
+        if (w.workingSetOffset() == 0 && w.workingSetSize() == 0) {
+            return new MachineConfig(config.ramSize(), config.vcpus(), w.withWorkingSet(reserved, 0),
+                    config.acceleratorProperties(), config.preallocate());
+        }
+        throw new IllegalArgumentException("the working set starts at " + w.workingSetOffset()
+                + " bytes, inside the " + reserved + " bytes the accelerator reserves; start it at " + reserved
+                + " or above");
     }
 
     /**
