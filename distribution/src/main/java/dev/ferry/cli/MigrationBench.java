@@ -52,6 +52,9 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--runs", defaultValue = "1", description = "Runs of each scenario. Default: ${DEFAULT-VALUE}.")
     int runs;
 
+    @Option(names = "--only", paramLabel = "TEXT", description = "Run only the scenarios whose name contains TEXT.")
+    String only;
+
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
@@ -87,6 +90,9 @@ final class MigrationBench implements Callable<Integer> {
                     "downtime", "expected", "throughput", "syncs", "throttle");
         }
         for (Scenario sc : scenarios) {
+            if (only != null && !sc.name().contains(only)) {
+                continue;
+            }
             for (int run = 1; run <= runs; run++) {
                 Workload w = new Workload(sc.pattern(), 0, 0, sc.rate(), 4096, 0.1, 0.9, run);
                 MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(sc.maxBandwidth())

@@ -233,13 +233,20 @@ public final class Incoming {
         // The JSON description is optional for a loader (QEMU skips it too); over a socket it
         // always comes, since the verdict follows it.
         if (!mustFollow) {
+            long at = in.offset();
+            int type;
             try {
-                long at = in.offset();
-                int type = in.get8();
-                readDescription(in, at, type);
+                type = in.get8();
             } catch (StreamException endOfFile) {
-                // A stream that ends right after EOF has no description: fine.
+                if (endOfFile.offset() == at) {
+                    // A stream that ends right after EOF has no description: fine.
+                    return;
+                }
+                throw endOfFile;
             }
+            // Anything else after EOF must be a whole, sane description: a file cut inside it,
+            // or ending in something else, is damaged.
+            readDescription(in, at, type);
             return;
         }
         long at = in.offset();

@@ -63,6 +63,9 @@ public final class Migration {
     private volatile String error = "";
     private volatile boolean cancelRequested;
     private volatile boolean timedOut;
+    // Set once GO is on its way: from then on the guest belongs to the destination, and the
+    // source must never run it again, whatever happens to the connection.
+    private volatile boolean goSent;
 
     // Figures; written by the migration thread, read by anyone through stats().
     private volatile long startNanos;
@@ -94,8 +97,13 @@ public final class Migration {
 
     /** Asks the migration to stop; the guest stays on the source. */
     public void cancel() {
+        if (goSent) {
+            return; // too late: the destination runs the guest
+        }
         cancelRequested = true;
-        if (!status.finished() && status == MigrationStatus.DEVICE) {
+        if (!status.finished()) {
+            // Closing the connection unblocks a send or a wait on a stalled destination; the
+            // migration thread then sees the cancel and recovers.
             closeQuietly();
         }
     }
@@ -200,7 +208,10 @@ public final class Migration {
                 }
             }
             machine.setThrottle(0);
-            if (paused) {
+            if (goSent) {
+                error = "the destination was told to run the guest, then: " + error
+                        + "; the source keeps its stopped copy, check the destination before resuming it";
+            } else if (paused) {
                 machine.resume();
             }
             return finish(progress);
@@ -340,7 +351,9 @@ public final class Migration {
             }
             long remaining = ram.remainingPages() * 4096;
             expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
-            long limit = params.downtimeLimit().toNanos();
+            // Aim at 90% of the limit: the estimate rests on a measured bandwidth that the final
+            // send (with the vCPUs stopped, no rate limit) need not match exactly.
+            long limit = params.downtimeLimit().toNanos() * 9 / 10;
             if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
                 if (drained) {
                     iterations++;
@@ -372,7 +385,9 @@ public final class Migration {
                     periodPagesSent = ram.normalPages() + ram.zeroPages();
                     periodDirtied = 0;
                 }
-                if (bandwidth > 0 && Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
+                // Nothing left to send (an idle guest of zero pages may never send enough for a
+                // bandwidth figure): switch over, as QEMU does when nothing is pending.
+                if (remaining == 0 || bandwidth > 0 && Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
                     return;
                 }
             }
@@ -470,6 +485,7 @@ public final class Migration {
                     theirs = msg.digests();
                     Map<String, Integer> ours = sourceDigests.join();
                     String mismatch = compare(ours, theirs);
+                    goSent = mismatch == null;
                     writeVerdict(mismatch == null ? ReturnPath.GO : ReturnPath.ABORT);
                     if (mismatch != null) {
                         awaitShut(rp.get());

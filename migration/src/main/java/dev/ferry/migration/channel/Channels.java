@@ -28,8 +28,9 @@ public final class Channels {
         try {
             return switch (uri.scheme()) {
                 case TCP -> {
-                    SocketChannel s = SocketChannel.open(uri.socketAddress());
-                    s.socket().setTcpNoDelay(true);
+                    SocketChannel s = SocketChannel.open();
+                    tune(s);
+                    s.connect(uri.socketAddress());
                     yield new SocketConnection(uri.toString(), s);
                 }
                 case UNIX -> new SocketConnection(uri.toString(),
@@ -55,6 +56,8 @@ public final class Channels {
             return switch (uri.scheme()) {
                 case TCP -> {
                     ServerSocketChannel server = ServerSocketChannel.open();
+                    // Accepted sockets inherit it; it must be set before the handshake.
+                    server.setOption(java.net.StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER);
                     server.bind(uri.socketAddress());
                     yield new SocketListener(server, "tcp:" + server.socket().getInetAddress().getHostAddress() + ":"
                             + server.socket().getLocalPort(), false, uri);
@@ -110,9 +113,22 @@ public final class Channels {
         return new Connection[]{source, destination};
     }
 
+    /** Socket buffers: a few milliseconds of stream at GiB/s, so neither side waits on the other. */
+    private static final int SOCKET_BUFFER = 8 << 20;
+
+    private static void tune(SocketChannel s) throws IOException {
+        s.setOption(java.net.StandardSocketOptions.TCP_NODELAY, true);
+        s.setOption(java.net.StandardSocketOptions.SO_SNDBUF, SOCKET_BUFFER);
+        s.setOption(java.net.StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER);
+    }
+
     static String describe(IOException e) {
-        String m = e.getMessage();
-        return m == null ? e.getClass().getSimpleName() : m;
+        return switch (e) {
+            case java.nio.file.NoSuchFileException n -> "no such file or directory";
+            case java.nio.file.AccessDeniedException a -> "permission denied";
+            case java.net.ConnectException c -> "connection refused (is a destination listening there?)";
+            default -> e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+        };
     }
 
     /** Accepts incoming connections. */
@@ -137,7 +153,7 @@ public final class Channels {
         public Connection accept() throws IOException {
             SocketChannel s = server.accept();
             if (!unix) {
-                s.socket().setTcpNoDelay(true);
+                tune(s);
             }
             return new SocketConnection(address, s);
         }
@@ -206,7 +222,9 @@ public final class Channels {
 
         @Override
         public void close() throws IOException {
-            if (out != null) {
+            // Closing twice does nothing (Closeable's contract): the source closes a file itself
+            // once it is complete, and callers close their connection again.
+            if (out != null && out.isOpen()) {
                 out.force(false);
                 out.close();
             }

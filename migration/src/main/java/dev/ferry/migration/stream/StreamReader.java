@@ -14,7 +14,7 @@ import java.nio.charset.StandardCharsets;
 public final class StreamReader {
 
     private final ReadableByteChannel channel;
-    private final ByteBuffer buffer = ByteBuffer.allocateDirect(256 << 10);
+    private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
     private long consumed;
 
     public StreamReader(ReadableByteChannel channel) {
