@@ -15,6 +15,8 @@ public final class StreamReader {
 
     private final ReadableByteChannel channel;
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    // The buffer's whole memory as a segment, made once: copies out of it use absolute offsets.
+    private final MemorySegment bufferMemory = MemorySegment.ofBuffer(buffer);
     private long consumed;
 
     public StreamReader(ReadableByteChannel channel) {
@@ -101,7 +103,7 @@ public final class StreamReader {
         long off = 0;
         int buffered = (int) Math.min(buffer.remaining(), length);
         if (buffered > 0) {
-            MemorySegment.copy(MemorySegment.ofBuffer(buffer), 0, dst, 0, buffered);
+            MemorySegment.copy(bufferMemory, buffer.position(), dst, 0, buffered);
             buffer.position(buffer.position() + buffered);
             off = buffered;
             consumed += buffered;
