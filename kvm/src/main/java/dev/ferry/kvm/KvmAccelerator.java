@@ -65,7 +65,7 @@ public final class KvmAccelerator implements Accelerator {
     private final KvmMemslots memslots;
     private final boolean readonlyMem;
     private final Memslots listener = new Memslots();
-    private volatile Runnable dirtyRingReaper;
+    private volatile DirtyRingReaper dirtyRingReaper;
     private AddressSpace addressSpace;
     private KvmCpuid cpuid;
     private GuestCode.Layout layout;
@@ -130,16 +130,46 @@ public final class KvmAccelerator implements Accelerator {
     }
 
     /**
-     * Sets what harvests the vCPUs' dirty rings when the VM uses them: the ring tracker's reap.
-     * It runs with the slot lock held before a logging slot is deleted (so entries for the slot are
-     * collected while its id is still its own, as kvm_set_phys_mem calls kvm_dirty_ring_reap_locked),
-     * and on KVM_EXIT_DIRTY_RING_FULL from the vCPU's own thread.
+     * What harvests the vCPUs' dirty rings when the VM uses them: the ring tracker (QEMU's
+     * kvm_dirty_ring_reap and its callers in kvm-all.c).
      */
-    public void setDirtyRingReaper(Runnable reaper) {
+    public interface DirtyRingReaper {
+
+        /**
+         * Harvests every ring and resets them (kvm_dirty_ring_reap_locked). Called with the slot
+         * lock held, on the thread changing the memory map: before a logging slot stops logging
+         * or is deleted, and once more right after KVM deleted it but before its id is freed, so
+         * entries for the slot are collected while its id is still its own.
+         */
+        void reap();
+
+        /**
+         * KVM_EXIT_DIRTY_RING_FULL, on the vCPU's own thread; the vCPU re-enters the guest
+         * afterwards. Throw to stop the vCPU when the ring cannot be drained.
+         */
+        default void ringFull(KvmVcpu vcpu) {
+            reap();
+        }
+
+        /**
+         * A pacing or kick exit, on the vCPU's own thread and outside guest mode: the moment to
+         * look at how full the vCPU's ring is (QEMU's soft limit). Must be cheap.
+         */
+        default void vcpuExit(KvmVcpu vcpu) {
+        }
+    }
+
+    /**
+     * Sets (or, with null, clears) what harvests the vCPUs' dirty rings when the VM uses them.
+     *
+     * @see DirtyRingReaper
+     */
+    public void setDirtyRingReaper(DirtyRingReaper reaper) {
         this.dirtyRingReaper = reaper;
     }
 
-    Runnable dirtyRingReaper() {
+    /** @return the dirty ring reaper set, or null */
+    public DirtyRingReaper dirtyRingReaper() {
         return dirtyRingReaper;
     }
 
@@ -318,9 +348,9 @@ public final class KvmAccelerator implements Accelerator {
             return;
         }
         if (vm.dirtyRingBytes() > 0) {
-            Runnable reaper = dirtyRingReaper;
+            DirtyRingReaper reaper = dirtyRingReaper;
             if (reaper != null) {
-                reaper.run();
+                reaper.reap();
             }
             return;
         }
@@ -388,6 +418,12 @@ public final class KvmAccelerator implements Accelerator {
                 KvmMemslot slot = found.get();
                 flushSlotLog(slot);
                 vm.setUserMemoryRegion(slot.id(), 0, slot.gpa(), 0, MemorySegment.NULL);
+                if (slot.logging() && vm.dirtyRingBytes() > 0) {
+                    // Entries pushed between the reap above and the deletion are in the rings
+                    // now (the deletion waits for every vCPU's SRCU reader); take them while the
+                    // id still names this slot, before memslots.remove frees it for reuse.
+                    flushSlotLog(slot);
+                }
                 memslots.remove(slot);
             } finally {
                 memslots.lock().unlock();

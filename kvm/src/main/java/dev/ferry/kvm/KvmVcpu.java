@@ -43,6 +43,8 @@ public final class KvmVcpu implements AutoCloseable {
     private final KvmDirtyRing dirtyRing;
     /** The thread id inside KVM_RUN, 0 when none: the target of a kick. */
     private volatile int runnerTid;
+    /** KVM_RUN calls that returned, for {@link #runsCompleted()}. */
+    private volatile long runsCompleted;
     private boolean ioPending;
     private volatile boolean closed;
 
@@ -86,6 +88,7 @@ public final class KvmVcpu implements AutoCloseable {
         try {
             r = Linux.ioctlOrErrno(fd, KvmIoctls.KVM_RUN, 0L);
         } finally {
+            runsCompleted++; // only this thread writes it
             runnerTid = 0;
         }
         ioPending = false; // KVM_RUN completes a pending I/O before anything else
@@ -120,6 +123,24 @@ public final class KvmVcpu implements AutoCloseable {
             }
             LinuxThreads.tgkill(tid, LinuxThreads.SIGPIPE); // false: the thread is gone, nothing to interrupt
         }
+    }
+
+    /**
+     * @return whether a thread is inside KVM_RUN on this vCPU right now (it may be in guest mode).
+     *         False means everything the guest did so far has left the CPU's buffers (PML) and
+     *         reached the kernel's logs and dirty rings: KVM flushes them on every VM exit.
+     */
+    public boolean inKvmRun() {
+        return runnerTid != 0;
+    }
+
+    /**
+     * @return the number of KVM_RUN calls that have returned. With {@link #inKvmRun()} it tells
+     *         whether the vCPU left guest mode since some earlier moment (QEMU's
+     *         kvm_cpu_synchronize_kick_all waits for that with run_on_cpu).
+     */
+    public long runsCompleted() {
+        return runsCompleted;
     }
 
     /** Whether SIGPIPE has a handler, checked once. */

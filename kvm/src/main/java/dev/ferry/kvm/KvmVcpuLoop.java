@@ -21,7 +21,9 @@ import java.util.concurrent.locks.LockSupport;
  *       replaced, or nothing): performed through the system address space, which marks RAM
  *       dirty; unassigned addresses read as 0 and ignore writes, as QEMU's unassigned memory.</li>
  *   <li>KVM_EXIT_DIRTY_RING_FULL: the dirty-ring reaper the tracker registered runs, then the
- *       vCPU goes on; without one the loop fails rather than lose dirty pages.</li>
+ *       vCPU goes on; without one the loop fails rather than lose dirty pages. The reaper also
+ *       sees every pacing and kick exit ({@link KvmAccelerator.DirtyRingReaper#vcpuExit}), to
+ *       reap before the ring fills.</li>
  *   <li>Anything else (HLT, SHUTDOWN, FAIL_ENTRY, INTERNAL_ERROR, other ports): the loop throws,
  *       naming the exit; the machine reports it as the vCPU's failure.</li>
  * </ul>
@@ -81,6 +83,7 @@ public final class KvmVcpuLoop implements VcpuLoop {
                     // EAX holds the low 32 bits of the count; fewer than 2^32 pages pass between reports.
                     long delta = (vcpu.ioValue() - accounted) & 0xFFFF_FFFFL;
                     accounted += delta;
+                    ringCheck();
                     if (!control.checkpoint(delta)) {
                         return;
                     }
@@ -89,21 +92,30 @@ public final class KvmVcpuLoop implements VcpuLoop {
                     long written = GuestCode.pagesWritten(vcpu.getRegs());
                     long delta = written - accounted;
                     accounted = written;
+                    ringCheck();
                     if (!control.checkpoint(delta)) {
                         return;
                     }
                 }
                 case KvmIoctls.KVM_EXIT_MMIO -> mmio();
                 case KvmIoctls.KVM_EXIT_DIRTY_RING_FULL -> {
-                    Runnable reaper = accelerator.dirtyRingReaper();
+                    KvmAccelerator.DirtyRingReaper reaper = accelerator.dirtyRingReaper();
                     if (reaper == null) {
                         throw new IllegalStateException("vCPU " + index + ": KVM_EXIT_DIRTY_RING_FULL and no tracker "
                                 + "reaps the dirty ring; dirty pages would be lost");
                     }
-                    reaper.run();
+                    reaper.ringFull(vcpu);
                 }
                 default -> throw unexpected();
             }
+        }
+    }
+
+    /** Lets the dirty-ring reaper look at this vCPU's ring while the vCPU is out of guest mode. */
+    private void ringCheck() {
+        KvmAccelerator.DirtyRingReaper reaper = accelerator.dirtyRingReaper();
+        if (reaper != null) {
+            reaper.vcpuExit(vcpu);
         }
     }
 

@@ -293,6 +293,11 @@ public final class KvmVm implements AutoCloseable {
         return vcpu;
     }
 
+    /** @return the vCPUs created and not closed, in creation order (for dirty-ring trackers) */
+    public synchronized List<KvmVcpu> vcpus() {
+        return List.copyOf(vcpus);
+    }
+
     synchronized void forget(KvmVcpu vcpu) {
         vcpus.remove(vcpu);
     }

@@ -14,9 +14,14 @@ public final class Convergence {
      * @param bytesPerSecond   measured bandwidth
      * @param fixedNanos       what switchover costs whatever is left (final sync, device state,
      *                         verification), measured
-     * @return the expected downtime in nanoseconds if we stopped the guest now
+     * @return the expected downtime in nanoseconds if we stopped the guest now; unknown
+     *         ({@code Long.MAX_VALUE}) while there is something to send and no bandwidth figure
      */
     public static long expectedDowntimeNanos(long remainingBytes, double bytesPerSecond, long fixedNanos) {
+        if (remainingBytes <= 0) {
+            // Nothing to send: no bandwidth figure is needed to know what switchover costs.
+            return fixedNanos;
+        }
         if (bytesPerSecond <= 0) {
             return Long.MAX_VALUE;
         }

@@ -385,9 +385,10 @@ public final class Migration {
                     periodPagesSent = ram.normalPages() + ram.zeroPages();
                     periodDirtied = 0;
                 }
-                // Nothing left to send (an idle guest of zero pages may never send enough for a
-                // bandwidth figure): switch over, as QEMU does when nothing is pending.
-                if (remaining == 0 || bandwidth > 0 && Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
+                // With nothing left to send the estimate is the fixed cost alone, bandwidth or not
+                // (an idle guest of zero pages may never send enough for a bandwidth figure); it
+                // must still fit the limit.
+                if (Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
                     return;
                 }
             }

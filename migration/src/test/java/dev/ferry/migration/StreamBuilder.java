@@ -39,6 +39,10 @@ final class StreamBuilder {
         return io(() -> out.writeByte(v));
     }
 
+    StreamBuilder u16(int v) {
+        return io(() -> out.writeShort(v));
+    }
+
     StreamBuilder u32(int v) {
         return io(() -> out.writeInt(v));
     }

@@ -62,6 +62,11 @@ public final class RamLoader {
                 flags &= ~QemuFormat.RAM_FLAG_MEM_SIZE;
             }
             if ((flags & (QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE)) != 0) {
+                if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0 && (flags & QemuFormat.RAM_FLAG_PAGE) != 0) {
+                    // No page is both (QEMU: "Unknown combination of migration flags").
+                    throw new StreamException(at, "unknown RAM flags 0x" + Integer.toHexString(flags)
+                            + ": a page cannot be both zero and full");
+                }
                 if (!setupDone) {
                     throw new StreamException(at, "RAM page before the RAM block list");
                 }
@@ -76,7 +81,9 @@ public final class RamLoader {
                         throw in.error("page for unknown RAM block '" + name + "'");
                     }
                 }
-                if (addr + current.pageSize() > current.size()) {
+                // addr comes from the stream: it may be negative or near Long.MAX_VALUE, where
+                // addr + pageSize would overflow past the check.
+                if (addr < 0 || addr > current.size() - current.pageSize()) {
                     throw new StreamException(at, String.format(
                             "page offset 0x%x outside RAM block %s of 0x%x bytes", addr, current.name(), current.size()));
                 }

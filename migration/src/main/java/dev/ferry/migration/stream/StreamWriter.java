@@ -99,6 +99,8 @@ public final class StreamWriter implements AutoCloseable {
         int pos = buffer.position();
         if (pos > cut) {
             queue.add(buffer.slice(cut, pos - cut));
+            // Those bytes leave the buffer's count for the queue's: position() must keep them.
+            queuedBytes += pos - cut;
             cut = pos;
         }
         queue.add(data);

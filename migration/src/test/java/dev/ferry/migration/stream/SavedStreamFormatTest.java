@@ -1,0 +1,226 @@
+package dev.ferry.migration.stream;
+
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.Migration;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStats;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import dev.ferry.migration.channel.Channels;
+import dev.ferry.migration.channel.Connection;
+import dev.ferry.migration.channel.MigrationUri;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayInputStream;
+import java.io.DataInputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+
+/**
+ * A saved stream is QEMU's format, byte for byte where QEMU defines it: walked here by a parser
+ * of its own, independent of Incoming, the way scripts/analyze-migration.py walks it.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class SavedStreamFormatTest {
+
+    private static final long RAM = 16L << 20;
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void aSavedFileIsAQemuStream() throws Exception {
+        Bootstrap b = Bootstrap.create();
+        Workload w = new Workload(Pattern.SEQUENTIAL, 0, 0, 20, 4096, 0.1, 0.9, 3);
+        Path file = dir.resolve("saved.mig");
+        MigrationStats stats;
+        try (TrackedMachine tm = b.build(b.plan("soft", "soft", Map.of()),
+                MachineConfig.of(RAM, 2, w).withPreallocate(false))) {
+            tm.machine().start();
+            long target = tm.machine().pagesWritten() + 700;
+            while (tm.machine().pagesWritten() < target) {
+                Thread.sleep(1);
+            }
+            try (Connection c = Channels.connect(MigrationUri.parse("file:" + file))) {
+                stats = new Migration(tm, c, MigrationParameters.defaults().withTimeout(Duration.ofSeconds(30)))
+                        .run(s -> {
+                        });
+            }
+        }
+        assertEquals(MigrationStatus.COMPLETED, stats.status(), stats.error());
+        byte[] bytes = Files.readAllBytes(file);
+        assertEquals(stats.transferred(), bytes.length);
+        Walk walk = walk(bytes);
+        assertTrue(walk.config.startsWith("ferry:accel=soft,mem=16777216,vcpus=2,workload=sequential,"), walk.config);
+        assertEquals(stats.normal(), walk.fullPages);
+        assertEquals(stats.duplicate(), walk.zeroPages);
+        assertTrue(walk.parts >= 1, "at least one PART");
+        assertEquals(List.of(0, 1), walk.cpuInstances);
+        assertTrue(walk.json.contains("\"page_size\": 4096"), walk.json);
+        assertEquals(2, count(walk.json, "\"fields\""), walk.json);
+        assertEquals(2, count(walk.json, "\"name\": \"cpu\""), walk.json);
+        assertTrue(walk.json.contains("\"instance_id\": 1"), walk.json);
+        assertTrue(walk.json.contains("\"size\": 24"), walk.json);
+        assertTrue(walk.json.startsWith("{") && walk.json.strip().endsWith("}"), walk.json);
+        assertEquals(count(walk.json, "{"), count(walk.json, "}"));
+        assertEquals(count(walk.json, "["), count(walk.json, "]"));
+        // analyze-migration.py finds the JSON after the last NUL: none inside, no '{' in its length.
+        assertFalse(walk.json.contains("\0"));
+        for (int shift = 0; shift < 32; shift += 8) {
+            assertFalse(((walk.json.length() >>> shift) & 0xff) == '{', "length byte looks like '{'");
+        }
+    }
+
+    private static int count(String s, String what) {
+        int n = 0;
+        for (int i = s.indexOf(what); i >= 0; i = s.indexOf(what, i + 1)) {
+            n++;
+        }
+        return n;
+    }
+
+    private static final class Walk {
+        String config;
+        long fullPages;
+        long zeroPages;
+        int parts;
+        final List<Integer> cpuInstances = new ArrayList<>();
+        String json;
+    }
+
+    private static Walk walk(byte[] bytes) throws IOException {
+        DataInputStream in = new DataInputStream(new ByteArrayInputStream(bytes));
+        Walk w = new Walk();
+        byte[] magic = new byte[4];
+        in.readFully(magic);
+        assertArrayEquals("QEVM".getBytes(StandardCharsets.US_ASCII), magic);
+        assertEquals(3, in.readInt(), "QEMU_VM_FILE_VERSION");
+        assertEquals(0x07, in.readUnsignedByte(), "QEMU_VM_CONFIGURATION");
+        byte[] name = new byte[in.readInt()];
+        in.readFully(name);
+        w.config = new String(name, StandardCharsets.US_ASCII);
+
+        // The RAM section's START: block list, EOS, footer.
+        assertEquals(0x01, in.readUnsignedByte(), "QEMU_VM_SECTION_START");
+        assertEquals(0, in.readInt(), "section id");
+        assertEquals("ram", str8(in));
+        assertEquals(0, in.readInt(), "instance");
+        assertEquals(4, in.readInt(), "ram version");
+        long memSize = in.readLong();
+        assertEquals(0x04, memSize & 0xfff, "RAM_SAVE_FLAG_MEM_SIZE");
+        assertEquals(RAM, memSize & ~0xfffL);
+        assertEquals("pc.ram", str8(in));
+        assertEquals(RAM, in.readLong(), "block size (used_length)");
+        assertEquals(0x10, in.readLong(), "RAM_SAVE_FLAG_EOS");
+        footer(in, 0);
+
+        boolean ramEnded = false;
+        while (true) {
+            int type = in.readUnsignedByte();
+            if (type == 0x00) {
+                break; // QEMU_VM_EOF
+            }
+            switch (type) {
+                case 0x02, 0x03 -> {
+                    assertFalse(ramEnded, "no RAM after END");
+                    assertEquals(0, in.readInt());
+                    ramPages(in, w);
+                    footer(in, 0);
+                    if (type == 0x03) {
+                        ramEnded = true;
+                    } else {
+                        w.parts++;
+                    }
+                }
+                case 0x04 -> {
+                    assertTrue(ramEnded, "device state after the RAM section ended");
+                    int id = in.readInt();
+                    assertEquals("cpu", str8(in));
+                    int instance = in.readInt();
+                    assertEquals(1, in.readInt(), "cpu version");
+                    in.readFully(new byte[24]);
+                    footer(in, id);
+                    assertEquals(1 + instance, id, "sections are numbered in order");
+                    w.cpuInstances.add(instance);
+                }
+                default -> fail("unexpected section type 0x" + Integer.toHexString(type));
+            }
+        }
+        assertTrue(ramEnded);
+        assertEquals(0x06, in.readUnsignedByte(), "QEMU_VM_VMDESCRIPTION");
+        int len = in.readInt();
+        byte[] json = new byte[len];
+        in.readFully(json);
+        w.json = new String(json, StandardCharsets.UTF_8);
+        try {
+            in.readUnsignedByte();
+            fail("bytes after the description");
+        } catch (EOFException expected) {
+            // The file ends with the description.
+        }
+        return w;
+    }
+
+    private static void ramPages(DataInputStream in, Walk w) throws IOException {
+        boolean first = true;
+        while (true) {
+            long header = in.readLong();
+            int flags = (int) (header & 0xfff);
+            long offset = header & ~0xfffL;
+            if (flags == 0x10) {
+                assertEquals(0, offset);
+                return;
+            }
+            assertTrue(offset < RAM && offset >= 0, "offset 0x" + Long.toHexString(offset));
+            boolean cont = (flags & 0x20) != 0;
+            if (first) {
+                assertFalse(cont, "the first page of a part names its block");
+            }
+            if (!cont) {
+                assertEquals("pc.ram", str8(in));
+            }
+            switch (flags & ~0x20) {
+                case 0x02 -> {
+                    assertEquals(0, in.readUnsignedByte(), "zero page fill byte");
+                    w.zeroPages++;
+                }
+                case 0x08 -> {
+                    in.readFully(new byte[4096]);
+                    w.fullPages++;
+                }
+                default -> fail("unexpected RAM flags 0x" + Integer.toHexString(flags));
+            }
+            first = false;
+        }
+    }
+
+    private static String str8(DataInputStream in) throws IOException {
+        byte[] b = new byte[in.readUnsignedByte()];
+        in.readFully(b);
+        return new String(b, StandardCharsets.UTF_8);
+    }
+
+    private static void footer(DataInputStream in, int id) throws IOException {
+        assertEquals(0x7e, in.readUnsignedByte(), "QEMU_VM_SECTION_FOOTER");
+        assertEquals(id, in.readInt(), "footer section id");
+    }
+}

@@ -1,0 +1,167 @@
+package dev.ferry.migration.stream;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.channels.GatheringByteChannel;
+import java.nio.channels.ReadableByteChannel;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The stream's writer and reader on channels that take and give a few bytes at a time. */
+class StreamReaderWriterTest {
+
+    /** Accepts at most {@code max} bytes per write call, as a full socket buffer does. */
+    private static final class Trickle implements GatheringByteChannel {
+        final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        final Random random = new Random(9);
+        final int max;
+
+        Trickle(int max) {
+            this.max = max;
+        }
+
+        @Override
+        public long write(ByteBuffer[] srcs, int offset, int length) {
+            long n = 0;
+            for (int i = offset; i < offset + length; i++) {
+                if (srcs[i].hasRemaining()) {
+                    return write(srcs[i]); // one buffer, partly, per call
+                }
+            }
+            return n;
+        }
+
+        @Override
+        public long write(ByteBuffer[] srcs) {
+            return write(srcs, 0, srcs.length);
+        }
+
+        @Override
+        public int write(ByteBuffer src) {
+            int n = Math.min(src.remaining(), 1 + random.nextInt(max));
+            for (int i = 0; i < n; i++) {
+                bytes.write(src.get());
+            }
+            return n;
+        }
+
+        @Override
+        public boolean isOpen() {
+            return true;
+        }
+
+        @Override
+        public void close() {
+        }
+    }
+
+    private static ReadableByteChannel dribble(byte[] data, int max) {
+        Random random = new Random(4);
+        int[] pos = {0};
+        return new ReadableByteChannel() {
+            @Override
+            public int read(ByteBuffer dst) {
+                if (pos[0] == data.length) {
+                    return -1;
+                }
+                int n = Math.min(Math.min(dst.remaining(), data.length - pos[0]), 1 + random.nextInt(max));
+                dst.put(data, pos[0], n);
+                pos[0] += n;
+                return n;
+            }
+
+            @Override
+            public boolean isOpen() {
+                return true;
+            }
+
+            @Override
+            public void close() {
+            }
+        };
+    }
+
+    @Test
+    void roundTripThroughPartialWritesAndReads() throws Exception {
+        Trickle ch = new Trickle(1000);
+        StreamWriter w = new StreamWriter(ch);
+        MemorySegment page = Arena.ofAuto().allocate(4096);
+        for (int i = 0; i < 4096; i++) {
+            page.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) (i * 7));
+        }
+        int records = 3000; // more than the 512 queued buffers a flush takes at once
+        for (int i = 0; i < records; i++) {
+            w.put8(i);
+            w.put16(i);
+            w.put32(i * 31);
+            w.put64((long) i << 33);
+            w.putString8("rec" + i);
+            if (i % 7 == 0) {
+                w.putSegment(page);
+            }
+        }
+        long position = w.position();
+        w.flush();
+        assertEquals(position, w.flushed());
+        byte[] bytes = ch.bytes.toByteArray();
+        assertEquals(position, bytes.length);
+
+        StreamReader r = new StreamReader(dribble(bytes, 5000));
+        MemorySegment into = Arena.ofAuto().allocate(4096);
+        for (int i = 0; i < records; i++) {
+            assertEquals(i & 0xff, r.get8());
+            assertEquals(i & 0xffff, r.get16());
+            assertEquals(i * 31, r.get32());
+            assertEquals((long) i << 33, r.get64());
+            assertEquals("rec" + i, r.getString8());
+            if (i % 7 == 0) {
+                if (i % 2 == 0) {
+                    r.getInto(into);
+                    assertEquals(-1, into.mismatch(page));
+                } else {
+                    r.skip(4096);
+                }
+            }
+        }
+        assertEquals(bytes.length, r.offset());
+        StreamException end = assertThrows(StreamException.class, r::get8);
+        assertEquals(bytes.length, end.offset());
+    }
+
+    @Test
+    void truncationInsidePageDataNamesTheByte() throws Exception {
+        byte[] data = new byte[3 + 1000];
+        StreamReader r = new StreamReader(dribble(data, 64));
+        r.getBytes(3);
+        StreamException e = assertThrows(StreamException.class, () -> r.getInto(Arena.ofAuto().allocate(4096)));
+        assertEquals(1003, e.offset());
+        assertTrue(e.getMessage().startsWith("bad migration stream at byte 1003: "), e.getMessage());
+        StreamReader s = new StreamReader(dribble(new byte[10], 3));
+        assertEquals(10, assertThrows(StreamException.class, () -> s.skip(11)).offset());
+        StreamReader t = new StreamReader(dribble(new byte[]{5, 'a', 'b'}, 3));
+        assertEquals(3, assertThrows(StreamException.class, t::getString8).offset());
+    }
+
+    @Test
+    void longNamesAreRefused() throws Exception {
+        StreamWriter w = new StreamWriter(new Trickle(10));
+        assertThrows(IllegalArgumentException.class, () -> w.putString8("x".repeat(256)));
+        w.putString8("x".repeat(255));
+        assertEquals(256, w.position());
+        byte[] big = new byte[600 << 10]; // larger than the writer's buffer
+        new Random(1).nextBytes(big);
+        Trickle ch = new Trickle(100_000);
+        StreamWriter v = new StreamWriter(ch);
+        v.put(big);
+        v.flush();
+        assertArrayEquals(big, ch.bytes.toByteArray());
+    }
+}
