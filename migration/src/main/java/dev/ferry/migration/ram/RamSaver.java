@@ -182,61 +182,84 @@ public final class RamSaver {
      * @return true if every dirty page was sent
      */
     public boolean sendBurst(StreamWriter out, long deadline, LongSupplier budget) throws IOException {
-        boolean perPage = lockMode == LockMode.PER_PAGE;
-        boolean done;
-        if (!perPage) {
-            bitmapLock.lock();
-            lockAcquisitions++;
+        long limit = out.position() + budget.getAsLong();
+        if (limit < 0) {
+            limit = Long.MAX_VALUE;
         }
+        // Two loops rather than one with a flag, so each keeps its own compiled code and profile.
+        boolean done = lockMode == LockMode.PER_BURST ? sendLockedOnce(out, deadline, limit)
+                : sendLockingPerPage(out, deadline, limit);
+        out.put64(QemuFormat.RAM_FLAG_EOS);
+        return done;
+    }
+
+    private boolean sendLockedOnce(StreamWriter out, long deadline, long limit) throws IOException {
+        bitmapLock.lock();
+        lockAcquisitions++;
         try {
-            long limit = out.position() + budget.getAsLong();
-            if (limit < 0) {
-                limit = Long.MAX_VALUE;
-            }
             MemfdRamBlock lastSent = null;
             int checked = 0;
             while (true) {
                 // The budget is checked before every page (position() is cheap), so a burst
                 // overshoots max-bandwidth by one page at most; the clock only every 64 pages.
                 if (out.position() >= limit || (++checked & 63) == 0 && System.nanoTime() >= deadline) {
-                    done = false;
-                    break;
+                    return false;
                 }
-                if (perPage) {
-                    bitmapLock.lock();
-                    lockAcquisitions++;
+                BlockState s = nextDirtyPage();
+                if (s == null) {
+                    return true;
                 }
-                BlockState s;
-                long page;
-                try {
-                    if (dirtyPages == 0) {
-                        done = true;
-                        break;
-                    }
-                    s = blocks.get(cursorBlock);
-                    page = s.bitmap.nextSetBit(s.cursor);
-                    if (page < 0) {
-                        s.cursor = 0;
-                        cursorBlock = (cursorBlock + 1) % blocks.size();
-                        continue;
-                    }
-                    s.cursor = page + 1;
-                    clearDirty(s, page);
-                } finally {
-                    if (perPage) {
-                        bitmapLock.unlock();
-                    }
-                }
-                savePage(out, s, page, s.block == lastSent);
+                savePage(out, s, s.cursor - 1, s.block == lastSent);
                 lastSent = s.block;
             }
         } finally {
-            if (!perPage) {
+            bitmapLock.unlock();
+        }
+    }
+
+    /** QEMU before seed 002: the lock is taken for each page's bit. */
+    private boolean sendLockingPerPage(StreamWriter out, long deadline, long limit) throws IOException {
+        MemfdRamBlock lastSent = null;
+        int checked = 0;
+        while (true) {
+            if (out.position() >= limit || (++checked & 63) == 0 && System.nanoTime() >= deadline) {
+                return false;
+            }
+            BlockState s;
+            bitmapLock.lock();
+            lockAcquisitions++;
+            try {
+                s = nextDirtyPage();
+            } finally {
                 bitmapLock.unlock();
             }
+            if (s == null) {
+                return true;
+            }
+            savePage(out, s, s.cursor - 1, s.block == lastSent);
+            lastSent = s.block;
         }
-        out.put64(QemuFormat.RAM_FLAG_EOS);
-        return done;
+    }
+
+    /**
+     * Finds the next dirty page from the cursor and clears its bit; the bitmap lock is held.
+     *
+     * @return the block holding it, whose cursor is one past the page; null if none is dirty
+     */
+    private BlockState nextDirtyPage() {
+        while (dirtyPages > 0) {
+            BlockState s = blocks.get(cursorBlock);
+            long page = s.bitmap.nextSetBit(s.cursor);
+            if (page < 0) {
+                s.cursor = 0;
+                cursorBlock = (cursorBlock + 1) % blocks.size();
+                continue;
+            }
+            s.cursor = page + 1;
+            clearDirty(s, page);
+            return s;
+        }
+        return null;
     }
 
     /** QEMU's migration_bitmap_clear_dirty, with the lock already held by the caller. */
