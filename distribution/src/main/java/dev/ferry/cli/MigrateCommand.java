@@ -144,8 +144,9 @@ final class MigrateCommand implements Callable<Integer> {
         }
         out.printf("transferred      %s of %s RAM (%d pages sent, %d zero pages)%n", Sizes.format(s.transferred()),
                 Sizes.format(s.total()), s.normal(), s.duplicate());
-        out.printf("throughput       %.0f MiB/s average%n",
-                s.totalTimeMs() == 0 ? 0.0 : s.transferred() / 1048576.0 / (s.totalTimeMs() / 1000.0));
+        long transferMs = s.totalTimeMs() - s.setupTimeMs();
+        out.printf("throughput       %.0f MiB/s after setup%n",
+                transferMs <= 0 ? 0.0 : s.transferred() / 1048576.0 / (transferMs / 1000.0));
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("trackers         %s%n", String.join(",", s.trackers()));

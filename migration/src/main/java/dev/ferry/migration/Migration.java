@@ -348,9 +348,8 @@ public final class Migration {
             // slower on a 2-core host.
             long limit = params.downtimeLimit().toNanos() * 3 / 4;
             if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
-                if (drained) {
-                    iterations++;
-                }
+                // An iteration is what is sent between two syncs (the first began at setup).
+                iterations++;
                 long dirtied = ram.sync(false);
                 syncCount++;
                 periodDirtied += dirtied;
