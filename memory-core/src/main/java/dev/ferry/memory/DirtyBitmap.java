@@ -78,20 +78,7 @@ public final class DirtyBitmap {
      * @return the number of bits that were clear before
      */
     public long setRange(long first, long count) {
-        checkRange(first, count);
-        long added = 0;
-        long page = first;
-        long end = first + count;
-        while (page < end) {
-            int w = (int) (page >>> 6);
-            int lo = (int) (page & 63);
-            int n = (int) Math.min(64 - lo, end - page);
-            long mask = (n == 64 ? -1L : ((1L << n) - 1)) << lo;
-            long old = (long) WORD.getAndBitwiseOr(words, w, mask);
-            added += Long.bitCount(mask & ~old);
-            page += n;
-        }
-        return added;
+        return overRange(first, count, RangeOp.SET);
     }
 
     /**
@@ -100,20 +87,35 @@ public final class DirtyBitmap {
      * @return the number of bits that were set before
      */
     public long clearRange(long first, long count) {
+        return overRange(first, count, RangeOp.CLEAR);
+    }
+
+    private enum RangeOp { SET, CLEAR, COUNT }
+
+    /**
+     * Applies {@code op} to {@code [first, first + count)} a word at a time, with a mask for the
+     * partial words at either end.
+     *
+     * @return for SET the bits newly set, for CLEAR the bits that were set, for COUNT the set bits
+     */
+    private long overRange(long first, long count, RangeOp op) {
         checkRange(first, count);
-        long removed = 0;
+        long n = 0;
         long page = first;
         long end = first + count;
         while (page < end) {
             int w = (int) (page >>> 6);
             int lo = (int) (page & 63);
-            int n = (int) Math.min(64 - lo, end - page);
-            long mask = (n == 64 ? -1L : ((1L << n) - 1)) << lo;
-            long old = (long) WORD.getAndBitwiseAnd(words, w, ~mask);
-            removed += Long.bitCount(mask & old);
-            page += n;
+            int len = (int) Math.min(64 - lo, end - page);
+            long mask = (len == 64 ? -1L : ((1L << len) - 1)) << lo;
+            n += switch (op) {
+                case SET -> Long.bitCount(mask & ~(long) WORD.getAndBitwiseOr(words, w, mask));
+                case CLEAR -> Long.bitCount(mask & (long) WORD.getAndBitwiseAnd(words, w, ~mask));
+                case COUNT -> Long.bitCount(mask & (long) WORD.getOpaque(words, w));
+            };
+            page += len;
         }
-        return removed;
+        return n;
     }
 
     /** Sets every page. */
@@ -137,18 +139,7 @@ public final class DirtyBitmap {
 
     /** @return the number of set bits in {@code [first, first + count)} */
     public long count(long first, long count) {
-        checkRange(first, count);
-        long n = 0;
-        long page = first;
-        long end = first + count;
-        while (page < end) {
-            int lo = (int) (page & 63);
-            int len = (int) Math.min(64 - lo, end - page);
-            long mask = (len == 64 ? -1L : ((1L << len) - 1)) << lo;
-            n += Long.bitCount((long) WORD.getOpaque(words, (int) (page >>> 6)) & mask);
-            page += len;
-        }
-        return n;
+        return overRange(first, count, RangeOp.COUNT);
     }
 
     /**
