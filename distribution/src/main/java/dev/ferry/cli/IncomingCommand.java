@@ -83,31 +83,33 @@ final class IncomingCommand implements Callable<Integer> {
                     r.loadNanos() / 1_000_000, r.pages(),
                     r.verified() ? "verified by the source's digests" : "not verified (no return path)");
             boolean sequential = m.config().workload().pattern() == Pattern.SEQUENTIAL;
-            long[] before = sequential ? stepsPaused(m) : null;
+            Image before = sequential ? Image.of(m) : null;
             if (sequential) {
-                Optional<String> bad = SequentialImage.check(m.ram().host(), m.config().workload(), m.vcpus());
-                out.printf("memory image     %s%n", bad.map(b -> "BROKEN: " + b).orElse("consistent (sequential self-check)"));
+                out.printf("memory image     %s%n", before.problem().map(b -> "BROKEN: " + b)
+                        .orElse("consistent (sequential self-check)"));
             }
             long pages0 = m.pagesWritten();
             Thread.sleep((long) (runSeconds * 1000));
             out.printf("guest            ran %.1f s here, wrote %d pages%n", runSeconds, m.pagesWritten() - pages0);
             if (sequential) {
-                long[] after = stepsPaused(m);
-                boolean moved = false;
-                for (int i = 0; i < after.length; i++) {
-                    moved |= after[i] != before[i];
-                }
-                Optional<String> bad = SequentialImage.check(m.ram().host(), m.config().workload(), m.vcpus());
-                out.printf("continuity       %s%n", bad.isPresent() ? "BROKEN: " + bad.get()
+                Image after = Image.of(m);
+                boolean moved = !java.util.Arrays.equals(after.steps(), before.steps());
+                out.printf("continuity       %s%n", after.problem().isPresent() ? "BROKEN: " + after.problem().get()
                         : moved || runSeconds == 0 ? "the guest's counters carried on from where they stopped" : "no progress");
             }
         }
     }
 
-    private static long[] stepsPaused(Machine m) {
-        m.pause();
-        long[] s = SequentialImage.steps(m.ram().host(), m.config().workload(), m.vcpus());
-        m.resume();
-        return s;
+    /** A sequential guest's image, checked with its vCPUs paused: a running guest changes it under the reader. */
+    private record Image(Optional<String> problem, long[] steps) {
+        static Image of(Machine m) {
+            m.pause();
+            try {
+                return new Image(SequentialImage.check(m.ram().host(), m.config().workload(), m.vcpus()),
+                        SequentialImage.steps(m.ram().host(), m.config().workload(), m.vcpus()));
+            } finally {
+                m.resume();
+            }
+        }
     }
 }
