@@ -14,6 +14,6 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-                "a scenario is needed: migration, bitmap-lock (see ferry bench --help)");
+                "a scenario is needed: migration or bitmap-lock");
     }
 }

@@ -25,7 +25,7 @@ public final class Ferry implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, dirtyrate, migrate, incoming, bench (see ferry --help)");
+        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, dirtyrate, migrate, incoming or bench");
     }
 
     public static void main(String[] args) {
