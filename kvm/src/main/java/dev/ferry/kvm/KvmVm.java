@@ -218,7 +218,8 @@ public final class KvmVm implements AutoCloseable {
      * KVM_MEM_LOG_DIRTY_PAGES to be logged.
      *
      * @param bytes a power of two, a multiple of the page size, at most {@link #maxDirtyRingBytes()}
-     * @throws IllegalStateException if a vCPU exists already (the kernel sizes rings at vCPU creation)
+     * @throws IllegalStateException if a vCPU exists already (the kernel sizes rings at vCPU creation),
+     *                               or the kernel has no dirty ring
      */
     public synchronized void enableDirtyRing(int bytes) {
         ensureOpen();
@@ -231,7 +232,7 @@ public final class KvmVm implements AutoCloseable {
         }
         int max = maxDirtyRingBytes();
         if (max == 0) {
-            throw new UnsupportedOperationException("this kernel has no KVM dirty ring (KVM_CAP_DIRTY_LOG_RING)");
+            throw new IllegalStateException("this kernel has no KVM dirty ring (KVM_CAP_DIRTY_LOG_RING)");
         }
         if (Integer.bitCount(bytes) != 1 || bytes < PAGE_SIZE || bytes > max) {
             throw new IllegalArgumentException("dirty ring of " + bytes + " bytes: must be a power of two from "

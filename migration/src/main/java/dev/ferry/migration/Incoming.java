@@ -10,7 +10,6 @@ import dev.ferry.migration.stream.StreamException;
 import dev.ferry.migration.stream.StreamReader;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.channels.GatheringByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;

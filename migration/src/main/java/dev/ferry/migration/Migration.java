@@ -15,7 +15,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Executors;
@@ -300,8 +299,7 @@ public final class Migration {
         long periodPagesSent = ram.normalPages() + ram.zeroPages();
         long periodDirtied = 0;
         int highDirtyPeriods = 0;
-        long rateWindowStart = System.nanoTime();
-        long rateWindowBytes = out.position();
+        RateLimit rateLimit = new RateLimit(params.maxBandwidth(), out.position());
         double bandwidth = 0;
         long lastProgress = 0;
         while (true) {
@@ -310,9 +308,8 @@ public final class Migration {
             long before = out.position();
             out.put8(QemuFormat.SECTION_PART);
             out.put32(RAM_SECTION_ID);
-            long windowStart = rateWindowStart;
-            long windowBytes = rateWindowBytes;
-            boolean drained = ram.sendBurst(out, burstStart + BURST_NANOS, () -> budget(out, windowStart, windowBytes));
+            long budget = rateLimit.allowance(out.position());
+            boolean drained = ram.sendBurst(out, burstStart + BURST_NANOS, () -> budget);
             footer(out, RAM_SECTION_ID);
             out.flush();
             long burstEnd = System.nanoTime();
@@ -326,20 +323,7 @@ public final class Migration {
                     bandwidth = Math.min(bandwidth, params.maxBandwidth());
                 }
             }
-            // Rate limit: once the period's budget is spent, wait for the next period.
-            if (params.maxBandwidth() > 0) {
-                long allowed = params.maxBandwidth() * RATE_PERIOD_NANOS / 1_000_000_000L;
-                if (out.position() - rateWindowBytes >= allowed) {
-                    long wait = rateWindowStart + RATE_PERIOD_NANOS - System.nanoTime();
-                    if (wait > 0) {
-                        LockSupport.parkNanos(wait);
-                    }
-                }
-                if (System.nanoTime() - rateWindowStart >= RATE_PERIOD_NANOS) {
-                    rateWindowStart = System.nanoTime();
-                    rateWindowBytes = out.position();
-                }
-            }
+            rateLimit.afterBurst(out.position());
             long remaining = ram.remainingPages() * 4096;
             expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
             // Aim at 75% of the limit: the estimate rests on the bandwidth measured while
@@ -394,12 +378,42 @@ public final class Migration {
         }
     }
 
-    private long budget(StreamWriter out, long windowStart, long windowBytes) {
-        if (params.maxBandwidth() == 0) {
-            return Long.MAX_VALUE;
+    /**
+     * max-bandwidth as QEMU's migration_rate_limit applies it: each {@link #RATE_PERIOD_NANOS}
+     * period may carry {@code maxBandwidth / 10} bytes; once they are spent, the sender waits for
+     * the next period.
+     */
+    private static final class RateLimit {
+        private final long perPeriod;
+        private long periodStart = System.nanoTime();
+        private long periodStartBytes;
+
+        RateLimit(long maxBandwidth, long position) {
+            this.perPeriod = maxBandwidth == 0 ? 0 : maxBandwidth * RATE_PERIOD_NANOS / 1_000_000_000L;
+            this.periodStartBytes = position;
         }
-        long allowed = params.maxBandwidth() * RATE_PERIOD_NANOS / 1_000_000_000L;
-        return Math.max(0, allowed - (out.position() - windowBytes));
+
+        /** @return bytes the stream may still carry in this period */
+        long allowance(long position) {
+            return perPeriod == 0 ? Long.MAX_VALUE : Math.max(0, perPeriod - (position - periodStartBytes));
+        }
+
+        /** Waits out the period if its bytes are spent, and starts a new period when one is over. */
+        void afterBurst(long position) {
+            if (perPeriod == 0) {
+                return;
+            }
+            if (position - periodStartBytes >= perPeriod) {
+                long wait = periodStart + RATE_PERIOD_NANOS - System.nanoTime();
+                if (wait > 0) {
+                    LockSupport.parkNanos(wait);
+                }
+            }
+            if (System.nanoTime() - periodStart >= RATE_PERIOD_NANOS) {
+                periodStart = System.nanoTime();
+                periodStartBytes = position;
+            }
+        }
     }
 
     private void checkAlive(Machine machine) throws MigrationException {
@@ -526,10 +540,5 @@ public final class Migration {
             }
         }
         return null;
-    }
-
-    /** @return the list of trackers, for reports */
-    List<String> trackerNames() {
-        return source.plan().trackers().stream().map(DirtyTrackerProvider::name).toList();
     }
 }

@@ -31,14 +31,14 @@ public final class Channels {
                     SocketChannel s = SocketChannel.open();
                     tune(s);
                     s.connect(uri.socketAddress());
-                    yield new SocketConnection(uri.toString(), s);
+                    yield socket(uri.toString(), s);
                 }
-                case UNIX -> new SocketConnection(uri.toString(),
+                case UNIX -> socket(uri.toString(),
                         SocketChannel.open(UnixDomainSocketAddress.of(uri.path())));
                 case FILE -> {
                     FileChannel f = FileChannel.open(uri.path(), StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                             StandardOpenOption.TRUNCATE_EXISTING);
-                    yield new FileConnection(uri.toString(), f, null);
+                    yield file(uri.toString(), f, null);
                 }
             };
         } catch (IOException e) {
@@ -84,7 +84,7 @@ public final class Channels {
                                 throw new IOException(uri + " has been read already");
                             }
                             taken = true;
-                            return new FileConnection(uri.toString(), null, f);
+                            return file(uri.toString(), null, f);
                         }
 
                         @Override
@@ -108,8 +108,14 @@ public final class Channels {
     public static Connection[] inProcessPair() throws IOException {
         Pipe stream = Pipe.open();
         Pipe back = Pipe.open();
-        Connection source = new PipeConnection("in-process (source)", stream.sink(), null, null, back.source());
-        Connection destination = new PipeConnection("in-process (destination)", null, stream.source(), back.sink(), null);
+        Connection source = new Ends("in-process (source)", stream.sink(), null, null, back.source(), () -> {
+            stream.sink().close();
+            back.source().close();
+        });
+        Connection destination = new Ends("in-process (destination)", null, stream.source(), back.sink(), null, () -> {
+            stream.source().close();
+            back.sink().close();
+        });
         return new Connection[]{source, destination};
     }
 
@@ -155,7 +161,7 @@ public final class Channels {
             if (!unix) {
                 tune(s);
             }
-            return new SocketConnection(address, s);
+            return socket(address, s);
         }
 
         @Override
@@ -172,58 +178,16 @@ public final class Channels {
         }
     }
 
-    private record SocketConnection(String description, SocketChannel socket) implements Connection {
-        @Override
-        public GatheringByteChannel streamOut() {
-            return socket;
-        }
-
-        @Override
-        public ReadableByteChannel streamIn() {
-            return socket;
-        }
-
-        @Override
-        public Optional<GatheringByteChannel> returnOut() {
-            return Optional.of(socket);
-        }
-
-        @Override
-        public Optional<ReadableByteChannel> returnIn() {
-            return Optional.of(socket);
-        }
-
-        @Override
-        public void close() throws IOException {
-            socket.close();
-        }
+    /** A socket carries the stream one way and the return path the other. */
+    private static Connection socket(String description, SocketChannel s) {
+        return new Ends(description, s, s, s, s, s::close);
     }
 
-    private record FileConnection(String description, FileChannel out, FileChannel in) implements Connection {
-        @Override
-        public GatheringByteChannel streamOut() {
-            return out;
-        }
-
-        @Override
-        public ReadableByteChannel streamIn() {
-            return in;
-        }
-
-        @Override
-        public Optional<GatheringByteChannel> returnOut() {
-            return Optional.empty();
-        }
-
-        @Override
-        public Optional<ReadableByteChannel> returnIn() {
-            return Optional.empty();
-        }
-
-        @Override
-        public void close() throws IOException {
-            // Closing twice does nothing (Closeable's contract): the source closes a file itself
-            // once it is complete, and callers close their connection again.
+    /** A file carries only the stream; the writer forces it to disk before closing. */
+    private static Connection file(String description, FileChannel out, FileChannel in) {
+        return new Ends(description, out, in, null, null, () -> {
+            // Closing twice does nothing (Closeable's contract): the source closes a file
+            // itself once it is complete, and callers close their connection again.
             if (out != null && out.isOpen()) {
                 out.force(false);
                 out.close();
@@ -231,11 +195,17 @@ public final class Channels {
             if (in != null) {
                 in.close();
             }
-        }
+        });
     }
 
-    private record PipeConnection(String description, Pipe.SinkChannel out, Pipe.SourceChannel in,
-                                  Pipe.SinkChannel rpOut, Pipe.SourceChannel rpIn) implements Connection {
+    /** What closes a connection's channels. */
+    private interface Closer {
+        void close() throws IOException;
+    }
+
+    /** One end of a migration: whichever channels the transport gives it, null for the others. */
+    private record Ends(String description, GatheringByteChannel out, ReadableByteChannel in,
+                        GatheringByteChannel rpOut, ReadableByteChannel rpIn, Closer closer) implements Connection {
         @Override
         public GatheringByteChannel streamOut() {
             return out;
@@ -258,11 +228,7 @@ public final class Channels {
 
         @Override
         public void close() throws IOException {
-            for (var c : new java.nio.channels.Channel[]{out, in, rpOut, rpIn}) {
-                if (c != null) {
-                    c.close();
-                }
-            }
+            closer.close();
         }
     }
 }
