@@ -41,15 +41,15 @@ public final class RamDigest {
     }
 
     /**
-     * @return the digests of the block's current contents, computed on the calling thread (at
-     *         switchover the cores are busy sending and starting the guest elsewhere)
+     * @return the digests of the block's current contents, computed on all cores: the stream is
+     *         out by then and the migration waits for nothing else
      */
     public static RamDigest of(MemfdRamBlock block) {
         int pages = Math.toIntExact(block.pages());
         int[] crcs = new int[pages];
         MemorySegment host = block.host();
         int pagesPerTask = 2048;
-        IntStream.range(0, (pages + pagesPerTask - 1) / pagesPerTask).forEach(task -> {
+        IntStream.range(0, (pages + pagesPerTask - 1) / pagesPerTask).parallel().forEach(task -> {
             int first = task * pagesPerTask;
             int end = Math.min(pages, first + pagesPerTask);
             // One buffer view per task, sliced per page: cheaper than a view per page.

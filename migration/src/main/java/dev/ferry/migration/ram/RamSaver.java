@@ -9,7 +9,6 @@ import dev.ferry.migration.stream.StreamWriter;
 
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantLock;
@@ -34,7 +33,6 @@ public final class RamSaver {
 
     /** QEMU's default clear-bitmap-shift: 2^18 pages of 4 KiB = 1 GiB chunks. */
     public static final int DEFAULT_CLEAR_BITMAP_SHIFT = 18;
-    private static final long WINDOW = 1L << 30;
 
     private final MemorySystem memory;
     private final AddressSpace addressSpace;
@@ -54,23 +52,10 @@ public final class RamSaver {
         final MemfdRamBlock block;
         final DirtyBitmap bitmap;
         final DirtyBitmap clearBitmap;
-        // ByteBuffer views of the block, 1 GiB each (a buffer's size is an int): sliced per page,
-        // they are much cheaper to hand to a gathering write than a new view per page.
-        final ByteBuffer[] windows;
         long cursor;
-
-        ByteBuffer page(long offset, int pageSize) {
-            return windows[(int) (offset / WINDOW)].slice((int) (offset % WINDOW), pageSize);
-        }
 
         BlockState(MemfdRamBlock block, int clearShift) {
             this.block = block;
-            int n = (int) ((block.size() + WINDOW - 1) / WINDOW);
-            this.windows = new ByteBuffer[n];
-            for (int i = 0; i < n; i++) {
-                long start = (long) i * WINDOW;
-                windows[i] = block.host().asSlice(start, Math.min(WINDOW, block.size() - start)).asByteBuffer();
-            }
             this.bitmap = new DirtyBitmap(block.pages());
             this.clearBitmap = new DirtyBitmap(((block.pages() - 1) >> clearShift) + 1);
         }
@@ -290,7 +275,7 @@ public final class RamSaver {
             out.put8(0);
             zeroPages++;
         } else {
-            out.putBuffer(s.page(offset, pageSize));
+            out.putSegment(data);
             normalPages++;
         }
     }

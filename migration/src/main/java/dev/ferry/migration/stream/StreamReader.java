@@ -97,27 +97,34 @@ public final class StreamReader {
         return new String(getBytes(len), StandardCharsets.UTF_8);
     }
 
-    /** Reads exactly {@code dst.byteSize()} bytes into memory, straight from the channel when it can. */
+    /**
+     * Reads exactly {@code dst.byteSize()} bytes into memory. They go through the buffer even
+     * when it is empty, rather than straight from the socket into guest RAM: see
+     * {@link StreamWriter} for why the kernel should not touch guest pages itself.
+     */
     public void getInto(MemorySegment dst) throws IOException {
         long length = dst.byteSize();
         long off = 0;
-        int buffered = (int) Math.min(buffer.remaining(), length);
-        if (buffered > 0) {
-            MemorySegment.copy(bufferMemory, buffer.position(), dst, 0, buffered);
-            buffer.position(buffer.position() + buffered);
-            off = buffered;
-            consumed += buffered;
-        }
-        if (off < length) {
-            ByteBuffer direct = dst.asSlice(off).asByteBuffer();
-            while (direct.hasRemaining()) {
-                int n = channel.read(direct);
-                if (n < 0) {
-                    throw new StreamException(consumed + direct.position(), "stream ends early (truncated) inside "
-                            + length + " bytes of data");
+        while (off < length) {
+            if (!buffer.hasRemaining()) {
+                buffer.clear();
+                int n;
+                try {
+                    n = channel.read(buffer);
+                } finally {
+                    buffer.flip();
                 }
+                if (n < 0) {
+                    throw new StreamException(consumed, "stream ends early (truncated) inside " + length
+                            + " bytes of data");
+                }
+                continue;
             }
-            consumed += length - off;
+            int n = (int) Math.min(buffer.remaining(), length - off);
+            MemorySegment.copy(bufferMemory, buffer.position(), dst, off, n);
+            buffer.position(buffer.position() + n);
+            off += n;
+            consumed += n;
         }
     }
 

@@ -97,7 +97,7 @@ class StreamReaderWriterTest {
         for (int i = 0; i < 4096; i++) {
             page.set(java.lang.foreign.ValueLayout.JAVA_BYTE, i, (byte) (i * 7));
         }
-        int records = 3000; // more than the 512 queued buffers a flush takes at once
+        int records = 3000; // several times the writer's buffer
         for (int i = 0; i < records; i++) {
             w.put8(i);
             w.put16(i);
