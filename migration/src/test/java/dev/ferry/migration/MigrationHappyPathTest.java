@@ -246,7 +246,8 @@ class MigrationHappyPathTest {
 
         dst.pause();
         assertEquals(java.util.Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS));
-        assertEquals(dst.pagesWritten(), advance(srcSteps, SequentialImage.steps(dst.ram().host(), w, VCPUS), w),
+        long[] arrived = SequentialImage.steps(dst.ram().host(), w, VCPUS);
+        assertEquals(dst.pagesWritten(), SequentialImage.advance(srcSteps, arrived, w, RAM),
                 "the destination starts where the source stopped");
 
         dst.resume();
@@ -254,19 +255,9 @@ class MigrationHappyPathTest {
         dst.pause();
         assertEquals(java.util.Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS));
         long[] later = SequentialImage.steps(dst.ram().host(), w, VCPUS);
-        long advanced = advance(srcSteps, later, w);
+        long advanced = SequentialImage.advance(srcSteps, later, w, RAM);
         assertTrue(advanced >= 600, "the guest moved on: " + advanced);
         assertEquals(dst.pagesWritten(), advanced);
         assertTrue(dst.vcpuFailure().isEmpty());
-    }
-
-    /** @return pages written from {@code from} to {@code to}, summed over vCPUs (each modulo its cycle) */
-    private static long advance(long[] from, long[] to, Workload w) {
-        long sum = 0;
-        for (int v = 0; v < from.length; v++) {
-            long cycle = 256 * w.slice(RAM, v, from.length)[1];
-            sum += Math.floorMod(to[v] - from[v], cycle);
-        }
-        return sum;
     }
 }

@@ -63,4 +63,23 @@ public final class SequentialImage {
         }
         return out;
     }
+
+    /**
+     * Pages written between two images of the same guest, from their {@link #steps}: summed
+     * over vCPUs, each modulo its cycle of 256 passes over its slice. Exact while no vCPU has
+     * gone a whole cycle between the two.
+     *
+     * @param ramBytes the guest's RAM size
+     */
+    public static long advance(long[] from, long[] to, Workload workload, long ramBytes) {
+        if (from.length != to.length) {
+            throw new IllegalArgumentException("steps of " + from.length + " and " + to.length + " vCPUs");
+        }
+        long sum = 0;
+        for (int v = 0; v < from.length; v++) {
+            long cycle = 256 * workload.slice(ramBytes, v, from.length)[1];
+            sum += Math.floorMod(to[v] - from[v], cycle);
+        }
+        return sum;
+    }
 }

@@ -1,0 +1,117 @@
+package dev.ferry.integration;
+
+import dev.ferry.api.Availability;
+import dev.ferry.machine.Machine;
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.SequentialImage;
+import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.LoopbackMigration;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStats;
+import dev.ferry.migration.MigrationStatus;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.abort;
+
+/**
+ * Continuity on real KVM: a sequential guest running in KVM, dirtying its RAM while each KVM
+ * tracker follows it, is migrated over loopback TCP to a KVM destination, and its own counters
+ * carry on there from exactly where the source stopped. Needs /dev/kvm: skipped elsewhere with
+ * the probe's reason, failed instead with {@code FERRY_REQUIRE_KVM=1}.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+class KvmMigrationTest {
+
+    private static final long RAM = 64L << 20;
+    private static final int VCPUS = 2;
+    private static Bootstrap bootstrap;
+
+    @BeforeAll
+    static void needKvm() {
+        bootstrap = Bootstrap.create();
+        Availability kvm = bootstrap.accelerators().get("kvm");
+        if (kvm.available()) {
+            return;
+        }
+        if ("1".equals(System.getenv("FERRY_REQUIRE_KVM"))) {
+            fail("FERRY_REQUIRE_KVM=1 but KVM is not usable: " + kvm.reason());
+        }
+        abort("skipped, KVM is not usable here: " + kvm.reason());
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"kvm-dirtylog", "kvm-dirtyring"})
+    void theGuestCarriesOnAtTheDestination(String tracker) throws Exception {
+        // Paced, so that it converges at the default bandwidth and still dirties pages while
+        // it is sent: 50 MiB/s over 62 MiB of working set.
+        Workload w = new Workload(Pattern.SEQUENTIAL, 0, 0, 50, Workload.PAGE_SIZE, 0.1, 0.9, 1);
+        MigrationParameters params = MigrationParameters.defaults().withTimeout(Duration.ofSeconds(60));
+        try (TrackedMachine source = bootstrap.build(bootstrap.plan("kvm", tracker, Map.of()),
+                MachineConfig.of(RAM, VCPUS, w).withPreallocate(false))) {
+            Machine src = source.machine();
+            src.start();
+            awaitWrites(src, 2000);
+            LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
+                    RAM, false, s -> { });
+            MigrationStats s = o.stats();
+            assertEquals(MigrationStatus.COMPLETED, s.status(), s.error());
+            assertTrue(o.destination().isPresent(), () -> o.destinationError().orElse("no destination"));
+            try (Machine dst = o.destination().get().machine()) {
+                assertEquals("kvm", dst.accelerator().name());
+                checkContinuity(src, dst);
+            }
+        }
+    }
+
+    /** As the soft accelerator's continuity test: the destination starts where the source stopped. */
+    private static void checkContinuity(Machine src, Machine dst) {
+        Workload w = src.config().workload();
+        assertEquals(w, dst.config().workload());
+        assertEquals(Optional.empty(), SequentialImage.check(src.ram().host(), w, VCPUS));
+        long[] stopped = SequentialImage.steps(src.ram().host(), w, VCPUS);
+
+        dst.pause();
+        assertEquals(Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS), "no page was lost");
+        long[] arrived = SequentialImage.steps(dst.ram().host(), w, VCPUS);
+        assertEquals(dst.pagesWritten(), SequentialImage.advance(stopped, arrived, w, RAM),
+                "the destination starts where the source stopped");
+
+        dst.resume();
+        awaitWrites(dst, 1000);
+        dst.pause();
+        assertEquals(Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS));
+        long advanced = SequentialImage.advance(stopped, SequentialImage.steps(dst.ram().host(), w, VCPUS), w, RAM);
+        assertTrue(advanced >= 1000, "the guest moved on: " + advanced);
+        assertEquals(dst.pagesWritten(), advanced);
+        assertTrue(dst.vcpuFailure().isEmpty());
+    }
+
+    private static void awaitWrites(Machine m, long pages) {
+        long target = m.pagesWritten() + pages;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (m.pagesWritten() < target) {
+            m.vcpuFailure().ifPresent(e -> {
+                throw new AssertionError("a vCPU failed", e);
+            });
+            if (System.nanoTime() > deadline) {
+                throw new AssertionError("the guest wrote " + m.pagesWritten() + " pages, expected " + target);
+            }
+            LockSupport.parkNanos(1_000_000L);
+        }
+    }
+}
