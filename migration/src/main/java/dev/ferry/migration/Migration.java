@@ -301,6 +301,7 @@ public final class Migration {
         int highDirtyPeriods = 0;
         RateLimit rateLimit = new RateLimit(params.maxBandwidth(), out.position());
         double bandwidth = 0;
+        double lastBurstRate = 0;
         long lastProgress = 0;
         while (true) {
             checkAlive(machine);
@@ -317,20 +318,23 @@ public final class Migration {
             long sent = out.position() - before;
             if (sent > 64 << 10) {
                 // Bandwidth while sending, smoothed; idle time between bursts does not count.
-                double now = sent * 1e9 / Math.max(1, burstEnd - burstStart);
-                bandwidth = bandwidth == 0 ? now : 0.7 * bandwidth + 0.3 * now;
+                lastBurstRate = sent * 1e9 / Math.max(1, burstEnd - burstStart);
+                bandwidth = bandwidth == 0 ? lastBurstRate : 0.7 * bandwidth + 0.3 * lastBurstRate;
                 if (params.maxBandwidth() > 0) {
                     bandwidth = Math.min(bandwidth, params.maxBandwidth());
                 }
             }
+            // The estimate trusts the slower of the smoothed and the latest rate: a host that has
+            // just slowed down sends the final pass at the latest rate, not the average.
+            double switchoverBandwidth = Math.min(bandwidth, lastBurstRate);
             rateLimit.afterBurst(out.position());
             long remaining = ram.remainingPages() * 4096;
-            expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
-            // Aim at 75% of the limit: the estimate rests on the bandwidth measured while
+            expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, switchoverBandwidth, switchoverCost);
+            // Aim at two thirds of the limit: the estimate rests on the bandwidth measured while
             // iterating, and the final send (destination loading and starting the guest on the
             // same cores, code paths not yet compiled on a first run) was measured up to ~1.4x
-            // slower on a 2-core host.
-            long limit = params.downtimeLimit().toNanos() * 3 / 4;
+            // slower on a 2-core host, and once ~1.8x while the host was loaded from outside.
+            long limit = params.downtimeLimit().toNanos() * 2 / 3;
             if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
                 // An iteration is what is sent between two syncs (the first began at setup).
                 iterations++;
@@ -338,7 +342,7 @@ public final class Migration {
                 syncCount++;
                 periodDirtied += dirtied;
                 remaining = ram.remainingPages() * 4096;
-                expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, bandwidth, switchoverCost);
+                expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, switchoverBandwidth, switchoverCost);
                 long now = System.nanoTime();
                 if (now - periodStart >= SYNC_PERIOD_NANOS) {
                     long seconds = Math.max(1, now - periodStart);
