@@ -46,7 +46,7 @@ public final class DirtyRingSize {
         if (hostMaxBytes <= 0) {
             return KERNEL_MAX;
         }
-        return (int) Math.min(KERNEL_MAX, Integer.highestOneBit(hostMaxBytes / GFN_BYTES));
+        return Math.min(KERNEL_MAX, Integer.highestOneBit(hostMaxBytes / GFN_BYTES));
     }
 
     /**
