@@ -100,7 +100,12 @@ final class MigrateCommand implements Callable<Integer> {
                     stats = new Migration(source, connection, params).run(onProgress);
                     report = new LinkedHashMap<>(stats.toQemuMap());
                     if (stats.status() == MigrationStatus.COMPLETED) {
-                        report.put("verified", target.get().scheme() != MigrationUri.Scheme.FILE);
+                        boolean file = target.get().scheme() == MigrationUri.Scheme.FILE;
+                        report.put("verified", !file);
+                        if (file) {
+                            report.put("verified-why-not", "a file has no return path; `ferry incoming` of it "
+                                    + "checks what it loads");
+                        }
                     }
                 } else {
                     LoopbackMigration.Outcome outcome = LoopbackMigration.run(source, params,
@@ -150,8 +155,11 @@ final class MigrateCommand implements Callable<Integer> {
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("trackers         %s%n", String.join(",", s.trackers()));
-        if (report.containsKey("verified")) {
-            out.printf("verified         %s%n", report.get("verified"));
+        if (Boolean.TRUE.equals(report.get("verified"))) {
+            out.printf("verified         yes: the destination's RAM digests match the source's%n");
+        } else if (report.containsKey("verified")) {
+            out.printf("verified         no%s%n", report.containsKey("verified-why-not")
+                    ? ": " + report.get("verified-why-not") : "");
         }
         if (report.containsKey("destination-guest")) {
             out.printf("destination      %s%n", report.get("destination-guest"));
