@@ -12,7 +12,7 @@ import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
 import java.nio.ByteBuffer;
-import java.nio.channels.GatheringByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -153,22 +153,7 @@ final class BitmapLockBench implements Callable<Integer> {
     }
 
     /** A channel that takes every byte and keeps none. */
-    private static final class Discard implements GatheringByteChannel {
-        @Override
-        public long write(ByteBuffer[] srcs, int offset, int length) {
-            long n = 0;
-            for (int i = offset; i < offset + length; i++) {
-                n += srcs[i].remaining();
-                srcs[i].position(srcs[i].limit());
-            }
-            return n;
-        }
-
-        @Override
-        public long write(ByteBuffer[] srcs) {
-            return write(srcs, 0, srcs.length);
-        }
-
+    private static final class Discard implements WritableByteChannel {
         @Override
         public int write(ByteBuffer src) {
             int n = src.remaining();

@@ -10,7 +10,7 @@ import dev.ferry.migration.stream.StreamException;
 import dev.ferry.migration.stream.StreamReader;
 
 import java.io.IOException;
-import java.nio.channels.GatheringByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
 import java.util.Map;
@@ -63,7 +63,7 @@ public final class Incoming {
     public Result receive(Connection connection) throws IOException {
         long start = System.nanoTime();
         StreamReader in = new StreamReader(connection.streamIn());
-        Optional<GatheringByteChannel> rp = connection.returnOut();
+        Optional<WritableByteChannel> rp = connection.returnOut();
         Machine machine = null;
         try {
             int magic = in.get32();

@@ -13,8 +13,8 @@ import org.junit.jupiter.api.Timeout;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Random;
@@ -271,7 +271,7 @@ class MigrationFailureTest {
         }
 
         @Override
-        public GatheringByteChannel streamOut() {
+        public WritableByteChannel streamOut() {
             return inner.streamOut();
         }
 
@@ -307,7 +307,7 @@ class MigrationFailureTest {
         }
 
         @Override
-        public Optional<GatheringByteChannel> returnOut() {
+        public Optional<WritableByteChannel> returnOut() {
             return inner.returnOut();
         }
 

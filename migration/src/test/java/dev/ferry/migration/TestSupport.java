@@ -12,8 +12,8 @@ import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
-import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
@@ -79,23 +79,9 @@ final class TestSupport {
     }
 
     /** A return path's far end that keeps what the destination says. */
-    static final class Sink implements GatheringByteChannel {
+    static final class Sink implements WritableByteChannel {
         private final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         private volatile boolean open = true;
-
-        @Override
-        public synchronized long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
-            long n = 0;
-            for (int i = offset; i < offset + length; i++) {
-                n += write(srcs[i]);
-            }
-            return n;
-        }
-
-        @Override
-        public long write(ByteBuffer[] srcs) throws IOException {
-            return write(srcs, 0, srcs.length);
-        }
 
         @Override
         public synchronized int write(ByteBuffer src) throws IOException {
@@ -132,7 +118,7 @@ final class TestSupport {
         }
 
         @Override
-        public GatheringByteChannel streamOut() {
+        public WritableByteChannel streamOut() {
             throw new UnsupportedOperationException();
         }
 
@@ -142,7 +128,7 @@ final class TestSupport {
         }
 
         @Override
-        public Optional<GatheringByteChannel> returnOut() {
+        public Optional<WritableByteChannel> returnOut() {
             return Optional.ofNullable(returnPath);
         }
 
@@ -168,7 +154,7 @@ final class TestSupport {
         }
 
         @Override
-        public GatheringByteChannel streamOut() {
+        public WritableByteChannel streamOut() {
             return out;
         }
 
@@ -178,7 +164,7 @@ final class TestSupport {
         }
 
         @Override
-        public Optional<GatheringByteChannel> returnOut() {
+        public Optional<WritableByteChannel> returnOut() {
             return Optional.empty();
         }
 
@@ -247,29 +233,12 @@ final class TestSupport {
         private final long limit;
         private long written;
         final AtomicBoolean cut = new AtomicBoolean();
-        private final GatheringByteChannel out;
+        private final WritableByteChannel out;
 
         CuttingConnection(Connection inner, long limit) {
             this.inner = inner;
             this.limit = limit;
-            this.out = new GatheringByteChannel() {
-                @Override
-                public long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
-                    long n = 0;
-                    for (int i = offset; i < offset + length; i++) {
-                        n += write(srcs[i]);
-                        if (srcs[i].hasRemaining()) {
-                            break;
-                        }
-                    }
-                    return n;
-                }
-
-                @Override
-                public long write(ByteBuffer[] srcs) throws IOException {
-                    return write(srcs, 0, srcs.length);
-                }
-
+            this.out = new WritableByteChannel() {
                 @Override
                 public int write(ByteBuffer src) throws IOException {
                     long allowed = limit - written;
@@ -306,7 +275,7 @@ final class TestSupport {
         }
 
         @Override
-        public GatheringByteChannel streamOut() {
+        public WritableByteChannel streamOut() {
             return out;
         }
 
@@ -316,7 +285,7 @@ final class TestSupport {
         }
 
         @Override
-        public Optional<GatheringByteChannel> returnOut() {
+        public Optional<WritableByteChannel> returnOut() {
             return inner.returnOut();
         }
 

@@ -4,11 +4,11 @@ import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.FileChannel;
-import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.Pipe;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
+import java.nio.channels.WritableByteChannel;
 import java.nio.file.Files;
 import java.nio.file.StandardOpenOption;
 import java.util.Optional;
@@ -204,10 +204,10 @@ public final class Channels {
     }
 
     /** One end of a migration: whichever channels the transport gives it, null for the others. */
-    private record Ends(String description, GatheringByteChannel out, ReadableByteChannel in,
-                        GatheringByteChannel rpOut, ReadableByteChannel rpIn, Closer closer) implements Connection {
+    private record Ends(String description, WritableByteChannel out, ReadableByteChannel in,
+                        WritableByteChannel rpOut, ReadableByteChannel rpIn, Closer closer) implements Connection {
         @Override
-        public GatheringByteChannel streamOut() {
+        public WritableByteChannel streamOut() {
             return out;
         }
 
@@ -217,7 +217,7 @@ public final class Channels {
         }
 
         @Override
-        public Optional<GatheringByteChannel> returnOut() {
+        public Optional<WritableByteChannel> returnOut() {
             return Optional.ofNullable(rpOut);
         }
 

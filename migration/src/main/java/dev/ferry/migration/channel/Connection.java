@@ -1,8 +1,8 @@
 package dev.ferry.migration.channel;
 
 import java.io.IOException;
-import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.util.Optional;
 
 /**
@@ -16,13 +16,13 @@ public interface Connection extends AutoCloseable {
     String description();
 
     /** @return the source's side of the stream (only on the source) */
-    GatheringByteChannel streamOut();
+    WritableByteChannel streamOut();
 
     /** @return the destination's side of the stream (only on the destination) */
     ReadableByteChannel streamIn();
 
     /** @return the return path's writable end on the destination, if the transport has one */
-    Optional<GatheringByteChannel> returnOut();
+    Optional<WritableByteChannel> returnOut();
 
     /** @return the return path's readable end on the source, if the transport has one */
     Optional<ReadableByteChannel> returnIn();

@@ -6,8 +6,8 @@ import java.io.ByteArrayOutputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
+import java.nio.channels.WritableByteChannel;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -19,29 +19,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class StreamReaderWriterTest {
 
     /** Accepts at most {@code max} bytes per write call, as a full socket buffer does. */
-    private static final class Trickle implements GatheringByteChannel {
+    private static final class Trickle implements WritableByteChannel {
         final ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         final Random random = new Random(9);
         final int max;
 
         Trickle(int max) {
             this.max = max;
-        }
-
-        @Override
-        public long write(ByteBuffer[] srcs, int offset, int length) {
-            long n = 0;
-            for (int i = offset; i < offset + length; i++) {
-                if (srcs[i].hasRemaining()) {
-                    return write(srcs[i]); // one buffer, partly, per call
-                }
-            }
-            return n;
-        }
-
-        @Override
-        public long write(ByteBuffer[] srcs) {
-            return write(srcs, 0, srcs.length);
         }
 
         @Override
