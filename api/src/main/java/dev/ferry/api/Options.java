@@ -4,6 +4,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 
 /**
  * String options given to a provider by the user ({@code --dirty-ring-size 4096} becomes
@@ -37,6 +38,22 @@ public final class Options {
     /** @return the names of every option given */
     public Set<String> names() {
         return values.keySet();
+    }
+
+    /**
+     * Rejects every option outside {@code known}, naming them all: for a provider's own check in
+     * {@code requirements} (the engine drops options no provider declares before they get there).
+     *
+     * @param owner what refuses them, e.g. {@code "tracker kvm-dirtylog"}
+     * @param usage how the known ones read, e.g. {@code "its option is manual-protect=on|off"}
+     * @throws IllegalArgumentException "OWNER does not understand A, B; USAGE"
+     */
+    public void requireOnly(Set<String> known, String owner, String usage) {
+        Set<String> unknown = new TreeSet<>(values.keySet());
+        unknown.removeAll(known);
+        if (!unknown.isEmpty()) {
+            throw new IllegalArgumentException(owner + " does not understand " + String.join(", ", unknown) + "; " + usage);
+        }
     }
 
     /**

@@ -1,5 +1,7 @@
 package dev.ferry.kvm;
 
+import dev.ferry.api.Options;
+
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
@@ -68,12 +70,8 @@ public record KvmAcceleratorProperties(int dirtyRingEntries, ManualProtect manua
      * @throws IllegalArgumentException with a one-line message naming the property
      */
     public static KvmAcceleratorProperties parse(Map<String, String> properties) {
-        Set<String> unknown = new TreeSet<>(properties.keySet());
-        unknown.removeAll(NAMES);
-        if (!unknown.isEmpty()) {
-            throw new IllegalArgumentException("the kvm accelerator does not understand " + String.join(", ", unknown)
-                    + "; its properties are " + String.join(", ", new TreeSet<>(NAMES)));
-        }
+        Options.of(properties).requireOnly(NAMES, "the kvm accelerator",
+                "its properties are " + String.join(", ", new TreeSet<>(NAMES)));
         int entries = 0;
         String ring = properties.get(DIRTY_RING_SIZE);
         if (ring != null) {

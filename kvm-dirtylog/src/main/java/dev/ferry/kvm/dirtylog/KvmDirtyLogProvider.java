@@ -14,7 +14,6 @@ import dev.ferry.kvm.KvmAcceleratorProvider;
 
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeSet;
 
 /**
  * Provides {@code kvm-dirtylog}: KVM's dirty bitmaps, fetched per memory slot on every sync, with
@@ -63,12 +62,7 @@ public final class KvmDirtyLogProvider implements DirtyTrackerProvider {
      */
     @Override
     public AcceleratorRequirements requirements(Options options) {
-        Set<String> unknown = new TreeSet<>(options.names());
-        unknown.removeAll(optionNames());
-        if (!unknown.isEmpty()) {
-            throw new IllegalArgumentException("tracker " + NAME + " does not understand " + String.join(", ", unknown)
-                    + "; its option is " + MANUAL_PROTECT + "=on|off");
-        }
+        options.requireOnly(optionNames(), "tracker " + NAME, "its option is " + MANUAL_PROTECT + "=on|off");
         String manual = options.get(MANUAL_PROTECT).isEmpty() ? "auto"
                 : options.getBoolean(MANUAL_PROTECT, true) ? "on" : "off";
         return new AcceleratorRequirements(Set.of(KvmAcceleratorProvider.NAME),

@@ -15,7 +15,6 @@ import dev.ferry.kvm.KvmVm;
 
 import java.util.Map;
 import java.util.Set;
-import java.util.TreeSet;
 import java.util.function.IntSupplier;
 import java.util.function.Supplier;
 
@@ -115,12 +114,8 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
      */
     @Override
     public AcceleratorRequirements requirements(Options options) {
-        Set<String> unknown = new TreeSet<>(options.names());
-        unknown.removeAll(optionNames());
-        if (!unknown.isEmpty()) {
-            throw new IllegalArgumentException("tracker " + NAME + " does not understand " + String.join(", ", unknown)
-                    + "; its option is " + DirtyRingSize.OPTION + "=<entries per vCPU>");
-        }
+        options.requireOnly(optionNames(), "tracker " + NAME,
+                "its option is " + DirtyRingSize.OPTION + "=<entries per vCPU>");
         int entries = DirtyRingSize.parse(options, hostMaxRingBytes.getAsInt()); // 0 where KVM cannot be asked
         return new AcceleratorRequirements(Set.of(KvmAcceleratorProvider.NAME),
                 Map.of(DirtyRingSize.OPTION, Integer.toString(entries)));
