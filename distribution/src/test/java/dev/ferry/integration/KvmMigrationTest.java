@@ -1,6 +1,6 @@
 package dev.ferry.integration;
 
-import dev.ferry.api.Availability;
+import dev.ferry.kvm.KvmTestSupport;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
@@ -25,8 +25,6 @@ import java.util.concurrent.locks.LockSupport;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
-import static org.junit.jupiter.api.Assumptions.abort;
 
 /**
  * Continuity on real KVM: a sequential guest running in KVM, dirtying its RAM while each KVM
@@ -43,15 +41,8 @@ class KvmMigrationTest {
 
     @BeforeAll
     static void needKvm() {
+        KvmTestSupport.assumeKvm();
         bootstrap = Bootstrap.create();
-        Availability kvm = bootstrap.accelerators().get("kvm");
-        if (kvm.available()) {
-            return;
-        }
-        if ("1".equals(System.getenv("FERRY_REQUIRE_KVM"))) {
-            fail("FERRY_REQUIRE_KVM=1 but KVM is not usable: " + kvm.reason());
-        }
-        abort("skipped, KVM is not usable here: " + kvm.reason());
     }
 
     @ParameterizedTest(name = "{0}")

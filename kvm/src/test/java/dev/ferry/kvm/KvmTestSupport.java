@@ -6,24 +6,35 @@ import static org.junit.jupiter.api.Assumptions.abort;
 import dev.ferry.api.Availability;
 
 /**
- * Gate for tests that need a working {@code /dev/kvm}: they are skipped, with the probe's reason,
- * where KVM is unusable, unless {@code FERRY_REQUIRE_KVM=1}, which turns the skip into a failure
- * (for machines that are supposed to have KVM, so a broken one cannot pass silently).
+ * The gate for every test that needs a working {@code /dev/kvm}, in this module and (through
+ * its test jar) the trackers' and the distribution's: such a test is skipped with the probe's
+ * reason where KVM is unusable, unless {@code FERRY_REQUIRE_KVM=1}, which turns the skip into a
+ * failure (for machines that are supposed to have KVM, so a broken one cannot pass silently).
  */
-final class KvmTestSupport {
+public final class KvmTestSupport {
 
     private static final Availability KVM = Kvm.probe();
 
     private KvmTestSupport() {
     }
 
-    static void assumeKvm() {
-        if (KVM.available()) {
+    /** Skips or fails the calling test unless KVM is usable. */
+    public static void assumeKvm() {
+        assume(KVM, "KVM");
+    }
+
+    /**
+     * Skips or fails the calling test unless {@code feature} is available.
+     *
+     * @param what the feature, for the message ("KVM dirty rings")
+     */
+    public static void assume(Availability feature, String what) {
+        if (feature.available()) {
             return;
         }
         if ("1".equals(System.getenv("FERRY_REQUIRE_KVM"))) {
-            fail("FERRY_REQUIRE_KVM=1 but KVM is not usable: " + KVM.reason());
+            fail("FERRY_REQUIRE_KVM=1 but there is no usable " + what + ": " + feature.reason());
         }
-        abort("skipped, KVM is not usable here: " + KVM.reason());
+        abort("skipped, no usable " + what + " here: " + feature.reason());
     }
 }

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assumptions.abort;
 import dev.ferry.api.Options;
 import dev.ferry.kvm.KvmAccelerator;
 import dev.ferry.kvm.KvmAcceleratorProvider;
+import dev.ferry.kvm.KvmTestSupport;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
@@ -51,7 +52,7 @@ class KvmDirtyLogKvmTest {
 
     @BeforeEach
     void needKvm() {
-        KvmAssume.assumeKvm();
+        KvmTestSupport.assumeKvm();
     }
 
     /** A machine with the tracker registered, and the image as of the last round. */

@@ -3,9 +3,11 @@ package dev.ferry.kvm.dirtyring;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.ferry.api.Availability;
 import dev.ferry.api.Options;
 import dev.ferry.kvm.KvmAccelerator;
 import dev.ferry.kvm.KvmAcceleratorProvider;
+import dev.ferry.kvm.KvmTestSupport;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
@@ -33,6 +35,7 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class KvmDirtyRingKvmTest {
 
+    private static final Availability RINGS = new KvmDirtyRingProvider().probe();
     private static final long MIB = 1L << 20;
     private static final long RAM = 32 * MIB;
     private static final int PAGE = 4096;
@@ -50,7 +53,7 @@ class KvmDirtyRingKvmTest {
 
     @BeforeEach
     void needKvm() {
-        KvmAssume.assumeDirtyRing();
+        KvmTestSupport.assume(RINGS, "KVM dirty rings");
     }
 
     /** A machine with the tracker registered, and the image as of the last round. */
