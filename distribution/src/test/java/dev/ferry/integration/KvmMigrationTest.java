@@ -1,6 +1,7 @@
 package dev.ferry.integration;
 
 import dev.ferry.kvm.KvmTestSupport;
+import dev.ferry.machine.Guests;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
@@ -21,7 +22,6 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -56,7 +56,7 @@ class KvmMigrationTest {
                 MachineConfig.of(RAM, VCPUS, w).withPreallocate(false))) {
             Machine src = source.machine();
             src.start();
-            awaitWrites(src, 2000);
+            Guests.awaitWrites(src, 2000);
             LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
                     RAM, false, s -> { });
             MigrationStats s = o.stats();
@@ -83,26 +83,12 @@ class KvmMigrationTest {
                 "the destination starts where the source stopped");
 
         dst.resume();
-        awaitWrites(dst, 1000);
+        Guests.awaitWrites(dst, 1000);
         dst.pause();
         assertEquals(Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS));
         long advanced = SequentialImage.advance(stopped, SequentialImage.steps(dst.ram().host(), w, VCPUS), w, RAM);
         assertTrue(advanced >= 1000, "the guest moved on: " + advanced);
         assertEquals(dst.pagesWritten(), advanced);
         assertTrue(dst.vcpuFailure().isEmpty());
-    }
-
-    private static void awaitWrites(Machine m, long pages) {
-        long target = m.pagesWritten() + pages;
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-        while (m.pagesWritten() < target) {
-            m.vcpuFailure().ifPresent(e -> {
-                throw new AssertionError("a vCPU failed", e);
-            });
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("the guest wrote " + m.pagesWritten() + " pages, expected " + target);
-            }
-            LockSupport.parkNanos(1_000_000L);
-        }
     }
 }

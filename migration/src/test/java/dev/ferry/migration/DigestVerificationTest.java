@@ -1,5 +1,6 @@
 package dev.ferry.migration;
 
+import dev.ferry.machine.Guests;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -75,7 +76,7 @@ class DigestVerificationTest {
             // The source guest runs on, with the page it has.
             assertFalse(m.memory().globalDirtyLog());
             assertEquals(0, m.throttle());
-            TestSupport.awaitWrites(m, 100);
+            Guests.awaitWrites(m, 100);
             assertEquals((byte) 0x5c, m.ram().host().get(ValueLayout.JAVA_BYTE, 4095));
 
             // Nothing was lost: a second migration carries the page and is verified.
@@ -102,7 +103,7 @@ class DigestVerificationTest {
             });
             assertEquals(MigrationStatus.COMPLETED, s.status(), s.error());
             long written = src.machine().pagesWritten();
-            TestSupport.sleep(50);
+            Guests.sleep(50);
             assertEquals(written, src.machine().pagesWritten());
             assertFalse(sink.isOpen(), "the source closed the file");
         }

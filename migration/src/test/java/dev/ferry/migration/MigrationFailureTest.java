@@ -1,5 +1,6 @@
 package dev.ferry.migration;
 
+import dev.ferry.machine.Guests;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -72,7 +73,7 @@ class MigrationFailureTest {
         assertEquals(0, m.throttle());
         assertEquals(0, stats.throttlePercent());
         assertTrue(m.vcpuFailure().isEmpty());
-        TestSupport.awaitWrites(m, 50);
+        Guests.awaitWrites(m, 50);
         assertEquals(expected.qemuName(), stats.toQemuMap().get("status"));
         assertEquals(stats.error(), stats.toQemuMap().get("error-desc"));
         assertFalse(stats.toQemuMap().containsKey("downtime"), "no downtime for a migration that did not end");
@@ -162,7 +163,7 @@ class MigrationFailureTest {
                     Thread.ofPlatform().daemon().start(() -> {
                         try {
                             Connection c = accepted.get(10, TimeUnit.SECONDS);
-                            TestSupport.sleep(delay);
+                            Guests.sleep(delay);
                             c.close();
                         } catch (Exception ignored) {
                             // The test fails on the source's status instead.
@@ -189,7 +190,7 @@ class MigrationFailureTest {
             AtomicInteger active = new AtomicInteger();
             Thread.ofPlatform().daemon().start(() -> {
                 while (mig.stats().status() != MigrationStatus.ACTIVE || mig.stats().dirtySyncCount() < 3) {
-                    TestSupport.sleep(5);
+                    Guests.sleep(5);
                 }
                 active.set(1);
                 mig.cancel();
@@ -213,7 +214,7 @@ class MigrationFailureTest {
             try {
                 Migration mig = new Migration(src, pair[0], TestSupport.params().withTimeout(Duration.ofSeconds(25)));
                 Thread.ofPlatform().daemon().start(() -> {
-                    TestSupport.sleep(200);
+                    Guests.sleep(200);
                     mig.cancel();
                 });
                 long start = System.nanoTime();

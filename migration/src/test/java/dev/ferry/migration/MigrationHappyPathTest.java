@@ -1,5 +1,6 @@
 package dev.ferry.migration;
 
+import dev.ferry.machine.Guests;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
@@ -53,7 +54,7 @@ class MigrationHappyPathTest {
         TrackedMachine tm = TestSupport.guest(RAM, VCPUS, TestSupport.workload(Pattern.SEQUENTIAL, 20, seed));
         tm.machine().start();
         // Let it sweep part of its slices, so that both values occur in the image.
-        TestSupport.awaitWrites(tm.machine(), 1500);
+        Guests.awaitWrites(tm.machine(), 1500);
         return tm;
     }
 
@@ -238,7 +239,7 @@ class MigrationHappyPathTest {
         Workload w = src.config().workload();
         assertEquals(w, dst.config().workload(), "the destination runs the same workload");
         long before = src.pagesWritten();
-        TestSupport.sleep(30);
+        Guests.sleep(30);
         assertEquals(before, src.pagesWritten(), "the source guest stays stopped after a completed migration");
         assertTrue(SequentialImage.check(src.ram().host(), w, VCPUS).isEmpty());
         long[] srcSteps = SequentialImage.steps(src.ram().host(), w, VCPUS);
@@ -251,7 +252,7 @@ class MigrationHappyPathTest {
                 "the destination starts where the source stopped");
 
         dst.resume();
-        TestSupport.awaitWrites(dst, 600);
+        Guests.awaitWrites(dst, 600);
         dst.pause();
         assertEquals(java.util.Optional.empty(), SequentialImage.check(dst.ram().host(), w, VCPUS));
         long[] later = SequentialImage.steps(dst.ram().host(), w, VCPUS);

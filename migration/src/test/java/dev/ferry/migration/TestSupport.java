@@ -1,6 +1,5 @@
 package dev.ferry.migration;
 
-import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -18,7 +17,6 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.locks.LockSupport;
 
 /** Guests, destinations and connections for the migration tests (soft accelerator only). */
 final class TestSupport {
@@ -55,27 +53,6 @@ final class TestSupport {
     /** QEMU's defaults with a timeout that keeps a broken test short. */
     static MigrationParameters params() {
         return MigrationParameters.defaults().withTimeout(Duration.ofSeconds(30));
-    }
-
-    /** Waits until the machine has written {@code pages} more pages (at most 10 s). */
-    static void awaitWrites(Machine m, long pages) {
-        long target = m.pagesWritten() + pages;
-        long deadline = System.nanoTime() + 10_000_000_000L;
-        while (m.pagesWritten() < target) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("the guest wrote " + m.pagesWritten() + " pages, expected " + target
-                        + m.vcpuFailure().map(e -> "; a vCPU failed: " + e).orElse(""));
-            }
-            LockSupport.parkNanos(1_000_000L);
-        }
-    }
-
-    static void sleep(long millis) {
-        long end = System.nanoTime() + millis * 1_000_000L;
-        long left;
-        while ((left = end - System.nanoTime()) > 0) {
-            LockSupport.parkNanos(left);
-        }
     }
 
     /** A return path's far end that keeps what the destination says. */
