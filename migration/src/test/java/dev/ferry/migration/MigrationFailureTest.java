@@ -15,9 +15,7 @@ import org.junit.jupiter.api.Timeout;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
-import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
-import java.util.Optional;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -265,15 +263,17 @@ class MigrationFailureTest {
     }
 
     /** A destination connection whose stream fails after {@code limit} bytes, closing everything. */
-    private record CrashingDestination(Connection inner, long limit) implements Connection {
-        @Override
-        public String description() {
-            return "crashing";
+    private static final class CrashingDestination extends TestSupport.ForwardingConnection {
+        private final long limit;
+
+        CrashingDestination(Connection inner, long limit) {
+            super(inner);
+            this.limit = limit;
         }
 
         @Override
-        public WritableByteChannel streamOut() {
-            return inner.streamOut();
+        public String description() {
+            return "crashing";
         }
 
         @Override
@@ -305,21 +305,6 @@ class MigrationFailureTest {
                     inner.close();
                 }
             };
-        }
-
-        @Override
-        public Optional<WritableByteChannel> returnOut() {
-            return inner.returnOut();
-        }
-
-        @Override
-        public Optional<ReadableByteChannel> returnIn() {
-            return inner.returnIn();
-        }
-
-        @Override
-        public void close() throws IOException {
-            inner.close();
         }
     }
 }

@@ -96,7 +96,7 @@ final class TestSupport {
 
         @Override
         public WritableByteChannel streamOut() {
-            throw new UnsupportedOperationException();
+            throw new UnsupportedOperationException("a destination's connection: nothing to write the stream to");
         }
 
         @Override
@@ -137,7 +137,7 @@ final class TestSupport {
 
         @Override
         public ReadableByteChannel streamIn() {
-            throw new UnsupportedOperationException();
+            throw new UnsupportedOperationException("a source's connection: no stream to read");
         }
 
         @Override
@@ -201,19 +201,52 @@ final class TestSupport {
         }
     }
 
+    /** A connection that hands everything to {@code inner}; a test overrides the part it breaks. */
+    abstract static class ForwardingConnection implements Connection {
+        final Connection inner;
+
+        ForwardingConnection(Connection inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public WritableByteChannel streamOut() {
+            return inner.streamOut();
+        }
+
+        @Override
+        public ReadableByteChannel streamIn() {
+            return inner.streamIn();
+        }
+
+        @Override
+        public Optional<WritableByteChannel> returnOut() {
+            return inner.returnOut();
+        }
+
+        @Override
+        public Optional<ReadableByteChannel> returnIn() {
+            return inner.returnIn();
+        }
+
+        @Override
+        public void close() throws IOException {
+            inner.close();
+        }
+    }
+
     /**
      * The source's end of a connection that is cut after {@code limit} bytes of stream: it
      * writes exactly that many, closes the real connection and fails the write.
      */
-    static final class CuttingConnection implements Connection {
-        private final Connection inner;
+    static final class CuttingConnection extends ForwardingConnection {
         private final long limit;
         private long written;
         final AtomicBoolean cut = new AtomicBoolean();
         private final WritableByteChannel out;
 
         CuttingConnection(Connection inner, long limit) {
-            this.inner = inner;
+            super(inner);
             this.limit = limit;
             this.out = new WritableByteChannel() {
                 @Override
@@ -254,26 +287,6 @@ final class TestSupport {
         @Override
         public WritableByteChannel streamOut() {
             return out;
-        }
-
-        @Override
-        public ReadableByteChannel streamIn() {
-            return inner.streamIn();
-        }
-
-        @Override
-        public Optional<WritableByteChannel> returnOut() {
-            return inner.returnOut();
-        }
-
-        @Override
-        public Optional<ReadableByteChannel> returnIn() {
-            return inner.returnIn();
-        }
-
-        @Override
-        public void close() throws IOException {
-            inner.close();
         }
     }
 }
