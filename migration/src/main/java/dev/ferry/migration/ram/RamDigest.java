@@ -23,7 +23,6 @@ import java.util.zip.CRC32C;
 public final class RamDigest {
 
     private static final int PAGE = 4096;
-    private static final long WINDOW = 1L << 30;
     private static final MemorySegment ZERO_PAGE = Arena.global().allocate(PAGE);
     private static final int ZERO_PAGE_CRC = crc(ZERO_PAGE.asByteBuffer());
 
@@ -54,7 +53,7 @@ public final class RamDigest {
             int end = Math.min(pages, first + pagesPerTask);
             // One buffer view per task, sliced per page: cheaper than a view per page.
             long base = (long) first * PAGE;
-            ByteBuffer view = host.asSlice(base, Math.min(WINDOW, (long) (end - first) * PAGE)).asByteBuffer();
+            ByteBuffer view = host.asSlice(base, (long) (end - first) * PAGE).asByteBuffer();
             CRC32C c = new CRC32C();
             for (int p = first; p < end; p++) {
                 c.reset();
