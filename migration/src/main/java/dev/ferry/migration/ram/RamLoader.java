@@ -19,16 +19,18 @@ import java.util.Map;
  */
 public final class RamLoader {
 
-    private final Map<String, MemfdRamBlock> blocks = new LinkedHashMap<>();
-    private final Map<String, RamDigest> digests = new LinkedHashMap<>();
+    /** A block and the digest of what has been loaded into it, found together by name. */
+    private record Target(MemfdRamBlock block, RamDigest digest) {
+    }
+
+    private final Map<String, Target> blocks = new LinkedHashMap<>();
     private boolean setupDone;
     private long pagesLoaded;
 
     public RamLoader(List<MemfdRamBlock> ramBlocks) {
         for (MemfdRamBlock b : ramBlocks) {
-            blocks.put(b.name(), b);
             // A fresh destination's RAM is zeros; preallocation does not change that.
-            digests.put(b.name(), RamDigest.ofZeroPages(b.pages()));
+            blocks.put(b.name(), new Target(b, RamDigest.ofZeroPages(b.pages())));
         }
     }
 
@@ -40,13 +42,13 @@ public final class RamLoader {
     /** @return the digest of each block as loaded, by name */
     public Map<String, Integer> digests() {
         Map<String, Integer> out = new LinkedHashMap<>();
-        digests.forEach((name, d) -> out.put(name, d.value()));
+        blocks.forEach((name, t) -> out.put(name, t.digest().value()));
         return out;
     }
 
     /** Reads one part of the RAM section, up to its EOS. */
     public void load(StreamReader in) throws IOException {
-        MemfdRamBlock current = null;
+        Target target = null;
         while (true) {
             long at = in.offset();
             long header = in.get64();
@@ -71,16 +73,17 @@ public final class RamLoader {
                     throw new StreamException(at, "RAM page before the RAM block list");
                 }
                 if ((flags & QemuFormat.RAM_FLAG_CONTINUE) != 0) {
-                    if (current == null) {
+                    if (target == null) {
                         throw new StreamException(at, "RAM page continues no block");
                     }
                 } else {
                     String name = in.getString8();
-                    current = blocks.get(name);
-                    if (current == null) {
+                    target = blocks.get(name);
+                    if (target == null) {
                         throw in.error("page for unknown RAM block '" + name + "'");
                     }
                 }
+                MemfdRamBlock current = target.block();
                 // addr comes from the stream: it may be negative or near Long.MAX_VALUE, where
                 // addr + pageSize would overflow past the check.
                 if (addr < 0 || addr > current.size() - current.pageSize()) {
@@ -97,7 +100,7 @@ public final class RamLoader {
                 } else {
                     in.getInto(page);
                 }
-                digests.get(current.name()).update(addr / current.pageSize(), page);
+                target.digest().update(addr / current.pageSize(), page);
                 pagesLoaded++;
                 flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);
             }
@@ -116,8 +119,8 @@ public final class RamLoader {
 
     private void loadBlockList(StreamReader in, long total, long at) throws IOException {
         long expected = 0;
-        for (MemfdRamBlock b : blocks.values()) {
-            expected += b.size();
+        for (Target t : blocks.values()) {
+            expected += t.block().size();
         }
         if (total != expected) {
             throw new StreamException(at, "source has " + total
@@ -128,12 +131,13 @@ public final class RamLoader {
         while (left > 0) {
             String name = in.getString8();
             long size = in.get64();
-            MemfdRamBlock b = blocks.get(name);
-            if (b == null) {
+            Target t = blocks.get(name);
+            if (t == null) {
                 throw in.error("unknown RAM block '" + name + "'");
             }
-            if (size != b.size()) {
-                throw in.error("RAM block " + name + " has " + size + " bytes on the source, " + b.size() + " here");
+            if (size != t.block().size()) {
+                throw in.error("RAM block " + name + " has " + size + " bytes on the source, " + t.block().size()
+                        + " here");
             }
             if (++seen > blocks.size()) {
                 throw in.error("RAM block list is longer than this machine's");
