@@ -5,7 +5,7 @@ import picocli.CommandLine.Command;
 /** {@code ferry bench}: benchmark scenarios that print their figures beside their baselines. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks, each measured side by side with its baseline in one run.",
-        subcommands = {MigrationBench.class, BitmapLockBench.class})
+        subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec

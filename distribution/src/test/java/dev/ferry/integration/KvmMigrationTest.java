@@ -14,6 +14,7 @@ import dev.ferry.migration.MigrationStatus;
 import dev.ferry.migration.bootstrap.Bootstrap;
 import dev.ferry.migration.bootstrap.TrackedMachine;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -32,6 +33,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * carry on there from exactly where the source stopped. Needs /dev/kvm: skipped elsewhere with
  * the probe's reason, failed instead with {@code FERRY_REQUIRE_KVM=1}.
  */
+@Tag(KvmTestSupport.TAG)
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class KvmMigrationTest {
 

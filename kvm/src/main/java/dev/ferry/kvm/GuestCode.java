@@ -124,15 +124,18 @@ public final class GuestCode {
                     a.label("picked");
                 }
             }
-            // rdi = slice start + page * 4096; count the write.
-            a.shl(RAX, 12).mov(RDI, R8).add(RDI, RAX).inc(R15);
+            // rdi = slice start + page * 4096. r15 counts a write only once it is made, so that at
+            // every instruction boundary (where a kick may stop the vCPU and its registers be
+            // saved) r15 agrees with the counters in memory.
+            a.shl(RAX, 12).mov(RDI, R8).add(RDI, RAX);
             if (pattern == Pattern.SEQUENTIAL) {
-                a.incByteAtRdi();
+                a.incByteAtRdi().inc(R15);
                 if (writeSize > 1) {
                     a.movAlFromRdi().inc(RDI).movImm32(RCX, writeSize - 1).repStosb();
                 }
             } else {
-                a.movEaxFrom(R15).movImm32(RCX, writeSize).repStosb();
+                // Filled with the low byte of the count this write makes.
+                a.movEaxFrom(R15).inc(RAX).movImm32(RCX, writeSize).repStosb().inc(R15);
             }
             a.dec(R12).jcc(CC_NE, "loop");
             a.movImm32(R12, pagesPerExit).movEaxFrom(R15).movImm32(RDX, port).outDxEax().jmp("loop");

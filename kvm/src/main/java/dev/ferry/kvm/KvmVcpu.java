@@ -83,13 +83,19 @@ public final class KvmVcpu implements AutoCloseable {
             LinuxThreads.unblock(LinuxThreads.SIGPIPE);
             KICKABLE_THREAD.set(true);
         }
-        runnerTid = LinuxThreads.gettid();
+        KvmRunInhibitor inhibitor = vm.runInhibitor();
+        inhibitor.runBegin();
         int r;
         try {
-            r = Linux.ioctlOrErrno(fd, KvmIoctls.KVM_RUN, 0L);
+            runnerTid = LinuxThreads.gettid();
+            try {
+                r = Linux.ioctlOrErrno(fd, KvmIoctls.KVM_RUN, 0L);
+            } finally {
+                runsCompleted++; // only this thread writes it
+                runnerTid = 0;
+            }
         } finally {
-            runsCompleted++; // only this thread writes it
-            runnerTid = 0;
+            inhibitor.runEnd();
         }
         ioPending = false; // KVM_RUN completes a pending I/O before anything else
         if (r == -Errno.EINTR) {

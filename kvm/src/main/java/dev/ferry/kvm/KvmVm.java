@@ -29,6 +29,7 @@ public final class KvmVm implements AutoCloseable {
     /** Slot id → size in bytes, to size-check the bitmaps the kernel writes into. */
     private final Map<Integer, Long> slotSizes = new HashMap<>();
     private final List<KvmVcpu> vcpus = new ArrayList<>();
+    private final KvmRunInhibitor runInhibitor = new KvmRunInhibitor(this::vcpus);
     private int manualProtectFlags;
     private int dirtyRingBytes;
     /** Whether KVM_CREATE_VCPU ever succeeded: the kernel keeps vCPUs until the VM dies. */
@@ -292,6 +293,11 @@ public final class KvmVm implements AutoCloseable {
         }
         vcpus.add(vcpu);
         return vcpu;
+    }
+
+    /** @return what keeps this VM's vCPUs out of KVM_RUN while memory slots are replaced */
+    KvmRunInhibitor runInhibitor() {
+        return runInhibitor;
     }
 
     /** @return the vCPUs created and not closed, in creation order (for dirty-ring trackers) */

@@ -25,6 +25,7 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BooleanSupplier;
 
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -33,6 +34,7 @@ import org.junit.jupiter.api.Timeout;
  * following the flat view, MMIO to I/O regions, dirty pages of deleted slots, vCPU state.
  * Needs /dev/kvm: skipped elsewhere, failed with FERRY_REQUIRE_KVM=1.
  */
+@Tag(KvmTestSupport.TAG)
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class KvmMachineTest {
 
@@ -88,10 +90,14 @@ class KvmMachineTest {
     }
 
     @Test
-    void aWorkingSetInTheReservedAreaIsRefused() {
-        String m = assertThrows(IllegalArgumentException.class,
-                () -> machine(1, Workload.of(Pattern.RANDOM, 0), Map.of()).close()).getMessage();
-        assertTrue(m.contains("start the working set at 2 MiB or above"), m);
+    void aWorkingSetInTheReservedAreaIsRefusedAndTheDefaultOneMovesAboveIt() {
+        Workload inside = Workload.of(Pattern.RANDOM, 0).withWorkingSet(MIB, 4 * MIB);
+        String m = assertThrows(IllegalArgumentException.class, () -> machine(1, inside, Map.of()).close()).getMessage();
+        assertTrue(m.contains("start it at " + KvmAccelerator.RESERVED_BYTES + " or above"), m);
+        try (Machine defaulted = machine(1, Workload.of(Pattern.RANDOM, 0), Map.of())) {
+            assertEquals(KvmAccelerator.RESERVED_BYTES, defaulted.config().workload().workingSetOffset(),
+                    "a default working set (all RAM) starts above the guest code and page tables");
+        }
     }
 
     @Test
@@ -121,9 +127,10 @@ class KvmMachineTest {
         }
     }
 
-    @Test
-    void accessesToAnIoRegionReachItsHandler() throws Exception {
-        Workload w = new Workload(Pattern.SEQUENTIAL, KvmAccelerator.RESERVED_BYTES, 2 * MIB, 0, 1, 1, 1, 1);
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(ints = {1, 2, 64})
+    void accessesToAnIoRegionReachItsHandler(int writeSize) throws Exception {
+        Workload w = new Workload(Pattern.SEQUENTIAL, KvmAccelerator.RESERVED_BYTES, 2 * MIB, 0, writeSize, 1, 1, 1);
         try (Machine m = machine(1, w, Map.of())) {
             CountingIo io = new CountingIo();
             m.systemMemory().root().addSubregionOverlap(3 * MIB, m.memory().ioRegion("mmio", PAGE, io), 1);

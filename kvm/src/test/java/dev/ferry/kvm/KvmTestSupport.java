@@ -13,6 +13,12 @@ import dev.ferry.api.Availability;
  */
 public final class KvmTestSupport {
 
+    /**
+     * The JUnit tag of every test that needs /dev/kvm, so CI can run them where KVM is (through
+     * kvm-in-tcg where the host has none): {@code ./mvnw verify -Dgroups=kvm}.
+     */
+    public static final String TAG = "kvm";
+
     private static final Availability KVM = Kvm.probe();
 
     private KvmTestSupport() {

@@ -165,10 +165,15 @@ public final class MemorySystem implements AutoCloseable {
         updateRamBlockLogging(views);
         List<MemoryListener> all = allListeners();
         all.forEach(MemoryListener::begin);
-        for (int i = 0; i < addressSpaces.size(); i++) {
-            addressSpaces.get(i).updateTopology(views.get(i));
+        try {
+            for (int i = 0; i < addressSpaces.size(); i++) {
+                addressSpaces.get(i).updateTopology(views.get(i));
+            }
+        } finally {
+            // Even after a listener failed: a listener may hold something for the pass (KVM keeps
+            // the vCPUs out of KVM_RUN while slots are replaced) and must hear that it is over.
+            all.forEach(MemoryListener::commit);
         }
-        all.forEach(MemoryListener::commit);
     }
 
     private void updateRamBlockLogging(List<FlatView> views) {

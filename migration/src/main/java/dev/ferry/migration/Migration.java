@@ -165,10 +165,10 @@ public final class Migration {
             long syncStart = System.nanoTime();
             ram.sync(false);
             syncCount++;
-            long switchoverCost = switchoverOverheadNanos(System.nanoTime() - syncStart);
+            long firstSyncNanos = System.nanoTime() - syncStart;
             setupNanos = System.nanoTime() - startNanos;
             status = MigrationStatus.ACTIVE;
-            iterate(out, machine, switchoverCost, progress);
+            iterate(out, machine, firstSyncNanos, progress);
 
             status = MigrationStatus.DEVICE;
             long pauseStart = System.nanoTime();
@@ -292,8 +292,15 @@ public final class Migration {
         return 2 * lastSyncNanos + 5_000_000L;
     }
 
-    private void iterate(StreamWriter out, Machine machine, long switchoverCost, Consumer<MigrationStats> progress)
+    /**
+     * @param firstSyncNanos what the setup sync took; the switchover cost follows the latest sync
+     *                       from then on, since the first one (every page initially dirty, code not
+     *                       yet compiled) can cost many times a later one: on an emulated host its
+     *                       ~220 ms alone put the estimate over the limit with nothing left to send
+     */
+    private void iterate(StreamWriter out, Machine machine, long firstSyncNanos, Consumer<MigrationStats> progress)
             throws IOException, MigrationException {
+        long switchoverCost = switchoverOverheadNanos(firstSyncNanos);
         long periodStart = System.nanoTime();
         long periodBytes = out.position();
         long periodPagesSent = ram.normalPages() + ram.zeroPages();
@@ -338,8 +345,10 @@ public final class Migration {
             if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
                 // An iteration is what is sent between two syncs (the first began at setup).
                 iterations++;
+                long syncStart = System.nanoTime();
                 long dirtied = ram.sync(false);
                 syncCount++;
+                switchoverCost = switchoverOverheadNanos(System.nanoTime() - syncStart);
                 periodDirtied += dirtied;
                 remaining = ram.remainingPages() * 4096;
                 expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, switchoverBandwidth, switchoverCost);

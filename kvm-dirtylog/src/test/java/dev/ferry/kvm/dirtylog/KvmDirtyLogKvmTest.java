@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -32,6 +33,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * a migration would before sending, and every page whose content changed since the previous round
  * must have been reported. Needs /dev/kvm: skipped elsewhere, failed with FERRY_REQUIRE_KVM=1.
  */
+@Tag(KvmTestSupport.TAG)
 @Timeout(value = 120, unit = TimeUnit.SECONDS)
 class KvmDirtyLogKvmTest {
 

@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
 import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -32,6 +33,7 @@ import org.junit.jupiter.api.Timeout;
  * rings under heavy dirtying and with slots removed and added while tracking. Needs /dev/kvm with
  * KVM_CAP_DIRTY_LOG_RING(_ACQ_REL): skipped elsewhere, failed with FERRY_REQUIRE_KVM=1.
  */
+@Tag(KvmTestSupport.TAG)
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class KvmDirtyRingKvmTest {
 

@@ -109,14 +109,21 @@ public final class DirtyRateMeasurement {
         }
     }
 
-    /** One sync: every tracker reports, then the migration client's bits are counted and dropped. */
+    /**
+     * One sync: every tracker reports, then the migration client's bits are counted and dropped,
+     * and each block's log is cleared (QEMU's dirtyrate_manual_reset_protect): a tracker that
+     * defers re-protection until the pages are sent (KVM's manual protect) would otherwise report
+     * the same pages again on every sync, since nothing here sends them.
+     */
     private static long syncAndCount(Machine machine, List<MemfdRamBlock> blocks, List<DirtyBitmap> scratch) {
         machine.memory().globalDirtyLogSync(false);
         long n = 0;
         for (int i = 0; i < blocks.size(); i++) {
             DirtyBitmap s = scratch.get(i);
-            n += blocks.get(i).bitmap(DirtyClient.MIGRATION).drainInto(s);
+            MemfdRamBlock block = blocks.get(i);
+            n += block.bitmap(DirtyClient.MIGRATION).drainInto(s);
             s.clearAll();
+            machine.systemMemory().logClear(block, 0, block.size());
         }
         return n;
     }
