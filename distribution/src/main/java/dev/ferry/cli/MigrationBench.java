@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.memory.MemfdRamBlock;
 import dev.ferry.machine.workload.Pattern;
@@ -102,7 +103,7 @@ final class MigrationBench implements Callable<Integer> {
                 MigrationStats s;
                 boolean destinationOk;
                 try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
-                    fillWithData(source.machine().ram().host());
+                    fillWithData(source.machine());
                     source.machine().start();
                     Thread.sleep(300);
                     err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
@@ -192,6 +193,15 @@ final class MigrationBench implements Callable<Integer> {
             to.preallocate();
             return LoopbackBaseline.measure(from, to);
         }
+    }
+
+    /**
+     * Fills the guest's RAM with data, all but what the accelerator reserves (the kvm
+     * accelerator's guest code and page tables live there: overwritten, the guest would fault).
+     */
+    static void fillWithData(Machine machine) {
+        MemorySegment ram = machine.ram().host();
+        fillWithData(ram.asSlice(Math.min(ram.byteSize(), machine.accelerator().reservedRamBytes())));
     }
 
     /** Gives every page distinct non-zero contents, as a guest that has booted and run would have. */

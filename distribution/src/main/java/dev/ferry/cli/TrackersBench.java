@@ -120,6 +120,9 @@ final class TrackersBench implements Callable<Integer> {
                             r.verified() ? s.downtimeMs() + " ms" : s.status().qemuName(),
                             s.normal() + s.duplicate(), s.transferred() / 1e6, s.dirtySyncCount(),
                             s.throttlePercent(), r.syncMeanMs());
+                    if (!r.verified()) {
+                        out.printf("%-24s %3s %s%n", "", "", s.error());
+                    }
                 }
             }
         }
@@ -136,6 +139,9 @@ final class TrackersBench implements Callable<Integer> {
                 m.put("run", r.run());
                 m.put("status", s.status().qemuName());
                 m.put("verified", r.verified());
+                if (!r.verified()) {
+                    m.put("error-desc", s.error());
+                }
                 m.put("total-time-ms", s.totalTimeMs());
                 m.put("downtime-ms", s.downtimeMs());
                 m.put("pages-sent", s.normal() + s.duplicate());
@@ -165,7 +171,7 @@ final class TrackersBench implements Callable<Integer> {
         MigrationParameters params = MigrationParameters.defaults()
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds));
         try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
-            MigrationBench.fillWithData(source.machine().ram().host());
+            MigrationBench.fillWithData(source.machine());
             source.machine().start();
             LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
                     MigrateCommand.totalMemory(), true, x -> { });
