@@ -176,7 +176,7 @@ final class MigrationBench implements Callable<Integer> {
         return 0;
     }
 
-    private static double median(List<Double> values) {
+    static double median(List<Double> values) {
         if (values.isEmpty()) {
             return 0;
         }

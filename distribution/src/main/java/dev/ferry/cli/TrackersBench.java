@@ -76,9 +76,6 @@ final class TrackersBench implements Callable<Integer> {
     /** One migration's figures. */
     private record Row(Config config, int run, MigrationStats stats, boolean verified, double syncMeanMs,
                        Map<String, Long> trackerStats) {
-        boolean ring() {
-            return config.tracker().equals("kvm-dirtyring");
-        }
     }
 
     @Override
@@ -126,10 +123,10 @@ final class TrackersBench implements Callable<Integer> {
                 }
             }
         }
-        double bitmap = medianTotal(rows, "kvm-dirtylog");
-        double ring = medianTotal(rows, "kvm-dirtyring");
-        boolean allVerified = rows.stream().allMatch(Row::verified);
-        boolean met = allVerified && ring <= bestBitmapMedian(rows, configs);
+        Map<Config, Double> medians = medians(rows, configs);
+        double bitmap = best(medians, "kvm-dirtylog");
+        double ring = best(medians, "kvm-dirtyring");
+        boolean met = rows.stream().allMatch(Row::verified) && ring <= bitmap;
         if (json) {
             List<Map<String, Object>> list = new ArrayList<>();
             for (Row r : rows) {
@@ -154,12 +151,14 @@ final class TrackersBench implements Callable<Integer> {
             }
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("runs", list);
-            o.put("median-total-ms", medians(rows, configs));
+            Map<String, Double> byName = new LinkedHashMap<>();
+            medians.forEach((c, ms) -> byName.put(c.name(), ms));
+            o.put("median-total-ms", byName);
             o.put("target-met", met);
             out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(o));
         } else {
             out.println("median total time:");
-            medians(rows, configs).forEach((name, ms) -> out.printf("  %-22s %9.0f ms%n", name, ms));
+            medians.forEach((c, ms) -> out.printf("  %-22s %9.0f ms%n", c.name(), ms));
             out.printf("target: the ring no slower than the bitmap (median total time, best ring %.0f ms against best "
                     + "bitmap %.0f ms), every migration verified: %s%n", ring, bitmap, met ? "met" : "MISSED");
         }
@@ -189,32 +188,18 @@ final class TrackersBench implements Callable<Integer> {
         }
     }
 
-    private static Map<String, Double> medians(List<Row> rows, List<Config> configs) {
-        Map<String, Double> m = new LinkedHashMap<>();
+    private static Map<Config, Double> medians(List<Row> rows, List<Config> configs) {
+        Map<Config, Double> m = new LinkedHashMap<>();
         for (Config c : configs) {
-            m.put(c.name(), median(rows.stream().filter(r -> r.config().equals(c))
+            m.put(c, MigrationBench.median(rows.stream().filter(r -> r.config().equals(c))
                     .map(r -> (double) r.stats().totalTimeMs()).toList()));
         }
         return m;
     }
 
-    private static double bestBitmapMedian(List<Row> rows, List<Config> configs) {
-        return medianTotal(rows, "kvm-dirtylog");
-    }
-
-    /** @return the best (lowest) median total time among the configurations of {@code tracker} */
-    private static double medianTotal(List<Row> rows, String tracker) {
-        Map<Config, List<Double>> by = new LinkedHashMap<>();
-        rows.stream().filter(r -> r.config().tracker().equals(tracker))
-                .forEach(r -> by.computeIfAbsent(r.config(), k -> new ArrayList<>()).add((double) r.stats().totalTimeMs()));
-        return by.values().stream().mapToDouble(TrackersBench::median).min().orElse(0);
-    }
-
-    private static double median(List<Double> values) {
-        if (values.isEmpty()) {
-            return 0;
-        }
-        double[] v = values.stream().mapToDouble(d -> d).sorted().toArray();
-        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    /** @return the lowest median total time among the configurations of {@code tracker} */
+    private static double best(Map<Config, Double> medians, String tracker) {
+        return medians.entrySet().stream().filter(e -> e.getKey().tracker().equals(tracker))
+                .mapToDouble(Map.Entry::getValue).min().orElse(0);
     }
 }

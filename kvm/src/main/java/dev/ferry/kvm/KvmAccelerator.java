@@ -404,17 +404,8 @@ public final class KvmAccelerator implements Accelerator {
             }
         }
 
-        /** A topology pass, with its deletions and additions, is under way (between begin and commit). */
-        private boolean inPass;
-
-        @Override
-        public void begin() {
-            inPass = true;
-        }
-
         @Override
         public void commit() {
-            inPass = false;
             KvmRunInhibitor inhibitor = vm.runInhibitor();
             if (inhibitor.heldByCurrentThread()) {
                 inhibitor.end(); // every slot of the new topology exists: the vCPUs may run again
@@ -426,20 +417,15 @@ public final class KvmAccelerator implements Accelerator {
             if (closed || !section.isRam()) {
                 return;
             }
-            // From this deletion until the pass has created the new slots, the vCPUs stay out of
-            // KVM_RUN, as QEMU's kvm_region_commit does: a range without a slot cannot hold the
-            // guest's code or page tables even for a moment (see KvmRunInhibitor).
+            // From this deletion until the pass commits (the memory system calls commit even when
+            // the pass fails), the vCPUs stay out of KVM_RUN, as QEMU's kvm_region_commit does: a
+            // range without a slot cannot hold the guest's code or page tables even for a moment
+            // (see KvmRunInhibitor).
             KvmRunInhibitor inhibitor = vm.runInhibitor();
             if (!inhibitor.heldByCurrentThread()) {
                 inhibitor.begin();
             }
-            try {
-                deleteSlot(section);
-            } finally {
-                if (!inPass) {
-                    inhibitor.end(); // a deletion outside a pass (none is expected) replaces nothing
-                }
-            }
+            deleteSlot(section);
         }
 
         private void deleteSlot(MemorySection section) {
