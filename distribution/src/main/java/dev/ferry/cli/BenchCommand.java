@@ -5,7 +5,7 @@ import picocli.CommandLine.Command;
 /** {@code ferry bench}: benchmark scenarios that print their figures beside their baselines. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks, each measured side by side with its baseline in one run.",
-        subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class})
+        subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class, SyncCostBench.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -14,6 +14,6 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-                "a scenario is needed: migration or bitmap-lock");
+                "a scenario is needed: migration, bitmap-lock, trackers or sync-cost");
     }
 }

@@ -60,8 +60,13 @@ final class TrackersBench implements Callable<Integer> {
             description = "Give up on a migration after S seconds. Default: ${DEFAULT-VALUE}.")
     long timeoutSeconds;
 
-    @Option(names = "--runs", defaultValue = "1", description = "Runs of each tracker. Default: ${DEFAULT-VALUE}.")
+    @Option(names = "--runs", defaultValue = "3", description = "Measured runs of each tracker. Default: ${DEFAULT-VALUE}.")
     int runs;
+
+    @Option(names = "--warmup", defaultValue = "1",
+            description = "Runs of each tracker first, shown but left out of the medians (the JIT compiles the "
+                    + "sync paths during the first). Default: ${DEFAULT-VALUE}.")
+    int warmups;
 
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
@@ -80,8 +85,8 @@ final class TrackersBench implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (runs < 1 || runs > 20) {
-            throw new IllegalArgumentException("--runs must be 1 to 20");
+        if (runs < 1 || runs > 20 || warmups < 0 || warmups > 5) {
+            throw new IllegalArgumentException("--runs must be 1 to 20 and --warmup 0 to 5");
         }
         if (downtimeLimitMs < 1 || timeoutSeconds < 1) {
             throw new IllegalArgumentException("--downtime-limit and --timeout must be positive");
@@ -106,14 +111,16 @@ final class TrackersBench implements Callable<Integer> {
                     "pages", "MB sent", "syncs", "throttle", "sync ms");
         }
         List<Row> rows = new ArrayList<>();
-        for (int run = 1; run <= runs; run++) {
+        // Runs numbered 0 and below are warm-ups.
+        for (int run = 1 - warmups; run <= runs; run++) {
             for (Config c : configs) {
                 err.printf("ferry bench trackers: %s, run %d...%n", c.name(), run);
                 Row r = migrate(bootstrap, plans.get(c), c, run);
                 rows.add(r);
                 if (!json) {
                     MigrationStats s = r.stats();
-                    out.printf("%-24s %3d %9d %9s %9d %9.1f %6d %7d%% %10.3f%n", c.name(), run, s.totalTimeMs(),
+                    out.printf("%-24s %3s %9d %9s %9d %9.1f %6d %7d%% %10.3f%n", c.name(),
+                            run > 0 ? Integer.toString(run) : "w", s.totalTimeMs(),
                             r.verified() ? s.downtimeMs() + " ms" : s.status().qemuName(),
                             s.normal() + s.duplicate(), s.transferred() / 1e6, s.dirtySyncCount(),
                             s.throttlePercent(), r.syncMeanMs());
@@ -134,6 +141,7 @@ final class TrackersBench implements Callable<Integer> {
                 Map<String, Object> m = new LinkedHashMap<>();
                 m.put("tracker", r.config().name());
                 m.put("run", r.run());
+                m.put("warm-up", r.run() <= 0);
                 m.put("status", s.status().qemuName());
                 m.put("verified", r.verified());
                 if (!r.verified()) {
@@ -191,7 +199,7 @@ final class TrackersBench implements Callable<Integer> {
     private static Map<Config, Double> medians(List<Row> rows, List<Config> configs) {
         Map<Config, Double> m = new LinkedHashMap<>();
         for (Config c : configs) {
-            m.put(c, MigrationBench.median(rows.stream().filter(r -> r.config().equals(c))
+            m.put(c, MigrationBench.median(rows.stream().filter(r -> r.config().equals(c) && r.run() > 0)
                     .map(r -> (double) r.stats().totalTimeMs()).toList()));
         }
         return m;

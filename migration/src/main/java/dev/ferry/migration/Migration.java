@@ -71,6 +71,8 @@ public final class Migration {
     private volatile long setupNanos;
     private volatile long downtimeNanos;
     private volatile long expectedDowntimeNanos;
+    /** The highest auto-converge throttle set: what stats report once the migration has ended. */
+    private volatile int peakThrottle;
     private volatile long transferred;
     private volatile long syncCount;
     private volatile long iterations;
@@ -129,7 +131,7 @@ public final class Migration {
                 setupNanos / 1_000_000, downtimeNanos / 1_000_000,
                 expectedDowntimeNanos == Long.MAX_VALUE ? -1 : expectedDowntimeNanos / 1_000_000, transferred,
                 pages * 4096, ram.totalBytes(), ram.zeroPages(), ram.normalPages(), syncCount, dirtyPagesRate,
-                pagesPerSecond, mbps, iterations, source.machine().throttle(),
+                pagesPerSecond, mbps, iterations, endNanos != 0 ? peakThrottle : source.machine().throttle(),
                 source.plan().trackers().stream().map(DirtyTrackerProvider::name).toList());
     }
 
@@ -364,8 +366,10 @@ public final class Migration {
                         if (Convergence.dirtyRateTooHigh(periodDirtied * 4096, sentBytes, params.throttleTrigger())) {
                             if (++highDirtyPeriods >= 2) {
                                 highDirtyPeriods = 0;
-                                machine.setThrottle(Convergence.nextThrottle(machine.throttle(),
-                                        params.throttleInitial(), params.throttleIncrement(), params.throttleMax()));
+                                int throttle = Convergence.nextThrottle(machine.throttle(),
+                                        params.throttleInitial(), params.throttleIncrement(), params.throttleMax());
+                                machine.setThrottle(throttle);
+                                peakThrottle = Math.max(peakThrottle, throttle);
                             }
                         }
                     }

@@ -23,7 +23,8 @@ import java.util.Map;
  * @param pagesPerSecond   pages sent per second, last period
  * @param mbps             throughput in megabits per second, last period
  * @param iterations       passes over the dirty bitmap
- * @param throttlePercent  current auto-converge throttle
+ * @param throttlePercent  the auto-converge throttle now; once the migration has ended (the source
+ *                         then runs unthrottled), the highest it reached
  * @param trackers         trackers used
  */
 public record MigrationStats(MigrationStatus status, String error, long totalTimeMs, long setupTimeMs,

@@ -132,6 +132,8 @@ class ConvergenceTest {
             assertTrue(dirtyRate.get() > 0, "a dirty rate was measured");
             assertEquals(MigrationStatus.CANCELLED, stats.status(), stats.error());
             assertEquals(0, src.machine().throttle(), "the throttle is lifted when the migration ends");
+            assertTrue(stats.throttlePercent() >= maxThrottle.get(),
+                    "the final figures report the highest throttle reached: " + stats.throttlePercent());
             assertTrue(stats.dirtySyncCount() >= 3, stats.toString());
             assertTrue(stats.transferred() > 4 * MIB, "more than one pass: " + stats.transferred());
             // The link limit held: at most 8 MiB/s, with a period's slack.

@@ -52,6 +52,9 @@ public final class KvmDirtyLogTracker implements DirtyTracker {
     private final AtomicLong syncs = new AtomicLong();
     private final AtomicLong pagesReported = new AtomicLong();
     private final AtomicLong syncNanos = new AtomicLong();
+    /** The kernel's share of syncNanos and clearNanos: KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG alone. */
+    private final AtomicLong getLogNanos = new AtomicLong();
+    private final AtomicLong clearLogNanos = new AtomicLong();
     private final AtomicLong clears = new AtomicLong();
     private final AtomicLong clearsSkipped = new AtomicLong();
     private final AtomicLong clearNanos = new AtomicLong();
@@ -123,6 +126,7 @@ public final class KvmDirtyLogTracker implements DirtyTracker {
                 throw new DirtyTrackerException("kvm-dirtylog: cannot read the dirty log of " + slot + ": "
                         + e.getMessage(), e);
             }
+            getLogNanos.addAndGet(System.nanoTime() - start);
             slot.ramBlock().setDirtyBitmap(slot.firstPage(), log.fetched, slot.pages());
             syncNanos.addAndGet(System.nanoTime() - start);
             pagesReported.addAndGet(countBits(log.fetched));
@@ -169,8 +173,10 @@ public final class KvmDirtyLogTracker implements DirtyTracker {
                 clearsSkipped.incrementAndGet();
                 return; // nothing fetched dirty in the range: the ioctl would clear nothing
             }
+            long ioctlStart = System.nanoTime();
             try {
                 ioctls.clearDirtyLog(slot.id(), range.firstPage(), range.numPages(), log.clearMask);
+                clearLogNanos.addAndGet(System.nanoTime() - ioctlStart);
             } catch (RuntimeException e) {
                 throw new DirtyTrackerException("kvm-dirtylog: cannot clear pages [" + range.firstPage() + ", +"
                         + range.numPages() + ") of " + slot + ": " + e.getMessage(), e);
@@ -220,9 +226,11 @@ public final class KvmDirtyLogTracker implements DirtyTracker {
         stats.put("syncs", syncs.get());
         stats.put("pages-reported", pagesReported.get());
         stats.put("sync-ns", syncNanos.get());
+        stats.put("get-dirty-log-ns", getLogNanos.get());
         stats.put("clears", clears.get());
         stats.put("clears-skipped", clearsSkipped.get());
         stats.put("clear-ns", clearNanos.get());
+        stats.put("clear-dirty-log-ns", clearLogNanos.get());
         stats.put("manual-protect", manualProtect ? 1L : 0L);
         return stats;
     }

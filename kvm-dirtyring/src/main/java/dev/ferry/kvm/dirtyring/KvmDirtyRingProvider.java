@@ -15,6 +15,7 @@ import dev.ferry.kvm.KvmVm;
 
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.TimeUnit;
 import java.util.function.IntSupplier;
 import java.util.function.Supplier;
 
@@ -30,6 +31,10 @@ import java.util.function.Supplier;
  * <p>Option {@value DirtyRingSize#OPTION}: entries per vCPU, see {@link DirtyRingSize}; it
  * becomes the kvm accelerator's property of the same name, because KVM only accepts the ring
  * before the first vCPU exists (kvm_dirty_ring_init).
+ *
+ * <p>Option {@value #REAP_PERIOD_OPTION}: milliseconds between the reaper thread's reaps
+ * (default 10), 0 for no reaper thread (the vCPUs reap when their ring is three quarters full,
+ * and every sync reaps).
  */
 public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
 
@@ -37,6 +42,10 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
     public static final String NAME = "kvm-dirtyring";
     /** Priority for automatic choice: above kvm-dirtylog's 10. */
     public static final int AUTO_PRIORITY = 20;
+    /** Option: the reaper thread's period in milliseconds, 0 for none. */
+    public static final String REAP_PERIOD_OPTION = "reap-period-ms";
+    /** The longest reaper period accepted: a minute (QEMU's thread sleeps one second). */
+    static final long MAX_REAP_PERIOD_MS = 60_000;
 
     private final Supplier<Availability> kvmProbe;
     private final IntSupplier hostMaxRingBytes;
@@ -104,7 +113,7 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
 
     @Override
     public Set<String> optionNames() {
-        return Set.of(DirtyRingSize.OPTION);
+        return Set.of(DirtyRingSize.OPTION, REAP_PERIOD_OPTION);
     }
 
     /**
@@ -114,8 +123,9 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
      */
     @Override
     public AcceleratorRequirements requirements(Options options) {
-        options.requireOnly(optionNames(), "tracker " + NAME,
-                "its option is " + DirtyRingSize.OPTION + "=<entries per vCPU>");
+        options.requireOnly(optionNames(), "tracker " + NAME, "its options are " + DirtyRingSize.OPTION
+                + "=<entries per vCPU> and " + REAP_PERIOD_OPTION + "=<milliseconds, 0 for no reaper thread>");
+        reapPeriodNanos(options);
         int entries = DirtyRingSize.parse(options, hostMaxRingBytes.getAsInt()); // 0 where KVM cannot be asked
         return new AcceleratorRequirements(Set.of(KvmAcceleratorProvider.NAME),
                 Map.of(DirtyRingSize.OPTION, Integer.toString(entries)));
@@ -149,8 +159,14 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
         if (accel.dirtyRingReaper() != null) {
             throw new DirtyTrackerException("tracker " + NAME + ": another tracker reaps this VM's dirty rings already");
         }
+        long reapPeriod;
+        try {
+            reapPeriod = reapPeriodNanos(machine.options());
+        } catch (IllegalArgumentException e) {
+            throw new DirtyTrackerException("tracker " + NAME + ": " + e.getMessage(), e);
+        }
         KvmDirtyRingTracker tracker = new KvmDirtyRingTracker(accel.memslots(), DirtyRingIoctls.of(vm), entries,
-                KvmDirtyRingTracker.DEFAULT_REAP_PERIOD_NANOS);
+                reapPeriod);
         KvmAccelerator.DirtyRingReaper hook = tracker.hook();
         accel.setDirtyRingReaper(hook);
         tracker.onClose(() -> {
@@ -159,5 +175,19 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
             }
         });
         return tracker;
+    }
+
+    /**
+     * @return option {@value #REAP_PERIOD_OPTION} in nanoseconds, {@link KvmDirtyRingTracker#DEFAULT_REAP_PERIOD_NANOS} if absent
+     * @throws IllegalArgumentException with the valid range, if out of it
+     */
+    static long reapPeriodNanos(Options options) {
+        long defaultMs = TimeUnit.NANOSECONDS.toMillis(KvmDirtyRingTracker.DEFAULT_REAP_PERIOD_NANOS);
+        long ms = options.getLong(REAP_PERIOD_OPTION, defaultMs);
+        if (ms < 0 || ms > MAX_REAP_PERIOD_MS) {
+            throw new IllegalArgumentException(REAP_PERIOD_OPTION + "=" + ms + " is out of range: 0 (no reaper thread) "
+                    + "to " + MAX_REAP_PERIOD_MS + " milliseconds");
+        }
+        return TimeUnit.MILLISECONDS.toNanos(ms);
     }
 }

@@ -30,7 +30,8 @@ import java.util.concurrent.locks.LockSupport;
  *   <li>The reaper thread ({@code kvm-dirty-ring-reaper}, QEMU's kvm_dirty_ring_reaper_thread),
  *       while logging is on: every {@link #reapPeriodNanos()} (10 ms by default; QEMU sleeps a
  *       second, but rings fill faster than that here), and at once when a vCPU finds its ring
- *       half-way to the soft limit.</li>
+ *       half-way to the soft limit. A period of 0 runs no thread: the vCPUs and the syncs reap
+ *       alone, as a single-threaded user of the rings would (the C probe it is benchmarked against).</li>
  *   <li>The vCPU thread, on its pacing and kick exits ({@link KvmAccelerator.DirtyRingReaper#vcpuExit}):
  *       one acquire load tells whether the ring holds half of its usable entries (then the reaper
  *       is woken) or three quarters (then the vCPU reaps itself before going back to the guest).
@@ -102,14 +103,14 @@ public final class KvmDirtyRingTracker implements DirtyTracker {
      * @param slots           the accelerator's slot table; its lock serializes reaps with slot changes
      * @param ioctls          the VM's rings, reset and kick
      * @param ringEntries     entries per vCPU ring
-     * @param reapPeriodNanos period of the reaper thread
+     * @param reapPeriodNanos period of the reaper thread, 0 for no reaper thread
      */
     public KvmDirtyRingTracker(KvmMemslots slots, DirtyRingIoctls ioctls, int ringEntries, long reapPeriodNanos) {
         if (ringEntries < 1 || Integer.bitCount(ringEntries) != 1) {
             throw new IllegalArgumentException("ring entries must be a power of two: " + ringEntries);
         }
-        if (reapPeriodNanos <= 0) {
-            throw new IllegalArgumentException("reap period must be positive: " + reapPeriodNanos);
+        if (reapPeriodNanos < 0) {
+            throw new IllegalArgumentException("reap period must not be negative: " + reapPeriodNanos);
         }
         this.slots = slots;
         this.ioctls = ioctls;
@@ -147,7 +148,7 @@ public final class KvmDirtyRingTracker implements DirtyTracker {
         return ringEntries;
     }
 
-    /** @return the reaper thread's period */
+    /** @return the reaper thread's period, 0 if there is no reaper thread */
     public long reapPeriodNanos() {
         return reapPeriodNanos;
     }
@@ -199,7 +200,7 @@ public final class KvmDirtyRingTracker implements DirtyTracker {
             fail(e);
         }
         synchronized (this) {
-            if (reaper == null && logging && !closed) {
+            if (reaper == null && logging && !closed && reapPeriodNanos > 0) {
                 reaper = new Reaper();
                 reaper.thread.start();
             }
@@ -389,6 +390,7 @@ public final class KvmDirtyRingTracker implements DirtyTracker {
         stats.put("pages-reported", rings.entries());
         stats.put("reaps", rings.reaps());
         stats.put("reap-ns", rings.reapNanos());
+        stats.put("reset-dirty-rings-ns", rings.resetNanos());
         stats.put("resets", rings.resets());
         stats.put("max-reap-entries", rings.maxBatch());
         stats.put("thread-reaps", threadReaps.get());

@@ -46,7 +46,7 @@ class KvmDirtyRingProviderTest {
                 .anyMatch(p -> p.type() == KvmDirtyRingProvider.class));
         KvmDirtyRingProvider p = new KvmDirtyRingProvider();
         assertEquals("kvm-dirtyring", p.name());
-        assertEquals(Set.of("dirty-ring-size"), p.optionNames());
+        assertEquals(Set.of("dirty-ring-size", "reap-period-ms"), p.optionNames());
         assertTrue(p.autoPriority() > new KvmDirtyLogProvider().autoPriority());
     }
 
@@ -114,9 +114,17 @@ class KvmDirtyRingProviderTest {
         assertEquals("this host's KVM allows dirty rings of at most 2048 entries per vCPU, below the default 4096; "
                 + "give dirty-ring-size from 1024 to 2048", assertThrows(IllegalArgumentException.class,
                 () -> host(true, 32768).requirements(Options.empty())).getMessage());
-        assertEquals("tracker kvm-dirtyring does not understand ring; its option is dirty-ring-size=<entries per vCPU>",
+        assertEquals("tracker kvm-dirtyring does not understand ring; its options are dirty-ring-size=<entries per "
+                + "vCPU> and reap-period-ms=<milliseconds, 0 for no reaper thread>",
                 assertThrows(IllegalArgumentException.class,
                         () -> p.requirements(Options.of(Map.of("ring", "4096")))).getMessage());
+        assertEquals("reap-period-ms=-1 is out of range: 0 (no reaper thread) to 60000 milliseconds",
+                assertThrows(IllegalArgumentException.class,
+                        () -> p.requirements(Options.of(Map.of("reap-period-ms", "-1")))).getMessage());
+        assertEquals("option reap-period-ms must be an integer, got 'soon'", assertThrows(IllegalArgumentException.class,
+                () -> p.requirements(Options.of(Map.of("reap-period-ms", "soon")))).getMessage());
+        assertEquals(0, KvmDirtyRingProvider.reapPeriodNanos(Options.of(Map.of("reap-period-ms", "0"))));
+        assertEquals(KvmDirtyRingTracker.DEFAULT_REAP_PERIOD_NANOS, KvmDirtyRingProvider.reapPeriodNanos(Options.empty()));
         for (String msg : List.of(rejected(p, "1000"), rejected(p, "lots"))) {
             assertFalse(msg.contains("\n"), "one line");
         }

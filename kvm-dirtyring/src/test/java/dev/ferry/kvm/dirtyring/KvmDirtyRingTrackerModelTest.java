@@ -215,6 +215,32 @@ class KvmDirtyRingTrackerModelTest {
     }
 
     @Test
+    void withoutAReaperThreadTheVcpuReapsAtThreeQuarters() {
+        build();
+        memory.globalDirtyLogStop(); // stops the shared tracker's thread; the one under test has none
+        int slot = slotOf(0);
+        try (KvmDirtyRingTracker alone = new KvmDirtyRingTracker(slots, kernel, 1024, 0)) {
+            alone.logGlobalStart();
+            assertTrue(Thread.getAllStackTraces().keySet().stream()
+                    .noneMatch(t -> t.getName().equals("kvm-dirty-ring-reaper") && t.isAlive()), "no reaper thread");
+            for (int p = 0; p < 335; p++) {
+                kernel.push(0, slot, p);
+            }
+            alone.onVcpuExit(kernel.sim(0).ring);
+            assertEquals(0L, alone.statistics().get("soft-kicks"), "no thread to wake");
+            assertEquals(0L, alone.statistics().get("vcpu-reaps"));
+            assertTrue(kernel.sim(0).ring.pendingAtLeast(335));
+            kernel.push(0, slot, 335);
+            alone.onVcpuExit(kernel.sim(0).ring);
+            assertEquals(1L, alone.statistics().get("vcpu-reaps"), "three quarters: the vCPU reaps itself");
+            assertFalse(kernel.sim(0).ring.pendingAtLeast(1));
+            assertEquals(336, alone.rings().entries());
+            assertTrue(alone.failure().isEmpty());
+            alone.logGlobalStop();
+        }
+    }
+
+    @Test
     void removingALoggingSlotReapsBeforeItGoesAndLosesNoPage() {
         build();
         MemoryRegion extra = memory.ramRegion("ram-high", block);
