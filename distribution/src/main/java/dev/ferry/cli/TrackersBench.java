@@ -52,6 +52,11 @@ final class TrackersBench implements Callable<Integer> {
             description = "Dirty ring sizes to compare. Default: ${DEFAULT-VALUE}.")
     List<Integer> ringSizes;
 
+    @Option(names = "--reap-periods", paramLabel = "MS", split = ",", defaultValue = "10",
+            description = "Periods of the dirty-ring reaper thread to compare (tracker option reap-period-ms; 0 for "
+                    + "no thread). Default: ${DEFAULT-VALUE}.")
+    List<Long> reapPeriods;
+
     @Option(names = "--downtime-limit", paramLabel = "MS", defaultValue = "300",
             description = "Downtime limit. Default: ${DEFAULT-VALUE}.")
     long downtimeLimitMs;
@@ -95,7 +100,11 @@ final class TrackersBench implements Callable<Integer> {
         configs.add(new Config("bitmap, manual protect", "kvm-dirtylog", Map.of("manual-protect", "on")));
         configs.add(new Config("bitmap", "kvm-dirtylog", Map.of("manual-protect", "off")));
         for (int size : ringSizes) {
-            configs.add(new Config("ring " + size, "kvm-dirtyring", Map.of("dirty-ring-size", Integer.toString(size))));
+            for (long period : reapPeriods) {
+                String name = "ring " + size + (reapPeriods.size() > 1 ? ", reap " + period + " ms" : "");
+                configs.add(new Config(name, "kvm-dirtyring", Map.of("dirty-ring-size", Integer.toString(size),
+                        "reap-period-ms", Long.toString(period))));
+            }
         }
         Bootstrap bootstrap = Bootstrap.create();
         Map<Config, Plan> plans = new LinkedHashMap<>();
