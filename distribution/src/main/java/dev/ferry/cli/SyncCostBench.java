@@ -2,7 +2,6 @@ package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import dev.ferry.api.DirtyClient;
 import dev.ferry.api.DirtyTracker;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
@@ -17,6 +16,8 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -190,8 +191,7 @@ final class SyncCostBench implements Callable<Integer> {
             long wsPages = config.workload().workingSetSize(config.ramSize()) / Workload.PAGE_SIZE;
             List<MemfdRamBlock> blocks = machine.memory().ramBlocks();
             List<DirtyBitmap> scratch = blocks.stream().map(b -> new DirtyBitmap(b.pages())).toList();
-            MemfdRamBlock ram = machine.ram();
-            int ramIndex = blocks.indexOf(ram);
+            int ramIndex = blocks.indexOf(machine.ram());
             machine.memory().globalDirtyLogStart();
             machine.start();
             List<Pass> measured = new ArrayList<>();
@@ -204,22 +204,12 @@ final class SyncCostBench implements Callable<Integer> {
                     runUntilWritten(machine, wsPages);
                     long duringRun = statistic(tracked, "reap-ns") - runReapNs;
                     awaitQuietJit();
-                    long t0 = System.nanoTime();
-                    machine.memory().globalDirtyLogSync(false);
-                    long t1 = System.nanoTime();
-                    long pages = 0;
-                    for (int i = 0; i < blocks.size(); i++) {
-                        pages += blocks.get(i).bitmap(DirtyClient.MIGRATION).drainInto(scratch.get(i));
-                    }
-                    long t2 = System.nanoTime();
-                    for (MemfdRamBlock b : blocks) {
-                        machine.systemMemory().logClear(b, 0, b.size());
-                    }
-                    long t3 = System.nanoTime();
+                    Sync sync = syncDrainClear(machine, blocks, scratch);
                     // Every page of the working set was written since the last sync: all must be reported.
                     lost += wsPages - scratch.get(ramIndex).count(firstPage, wsPages);
                     scratch.forEach(DirtyBitmap::clearAll);
-                    Pass pass = new Pass(t1 - t0, t2 - t1, t3 - t2, duringRun, kernelNanos(tracked) - kernelNs, pages);
+                    Pass pass = new Pass(sync.fetchNs(), sync.scanNs(), sync.clearNs(), duringRun,
+                            kernelNanos(tracked) - kernelNs, sync.pages());
                     if (p > 0) {
                         measured.add(pass);
                     }
@@ -243,17 +233,41 @@ final class SyncCostBench implements Callable<Integer> {
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(warmupSeconds);
         machine.resume();
         while (System.nanoTime() < end) {
-            machine.memory().globalDirtyLogSync(false);
-            for (int i = 0; i < blocks.size(); i++) {
-                blocks.get(i).bitmap(DirtyClient.MIGRATION).drainInto(scratch.get(i));
-                machine.systemMemory().logClear(blocks.get(i), 0, blocks.get(i).size());
-            }
+            syncDrainClear(machine, blocks, scratch);
             scratch.forEach(DirtyBitmap::clearAll);
-            machine.vcpuFailure().ifPresent(e -> {
-                throw new IllegalStateException("the vCPU stopped: " + e.getMessage(), e);
-            });
+            checkVcpus(machine);
         }
         machine.pause();
+    }
+
+    /** One sync's phases, timed, and the pages it reported. */
+    private record Sync(long fetchNs, long scanNs, long clearNs, long pages) {
+    }
+
+    /**
+     * What a migration does at a sync: the trackers report, the migration's bits move out of the
+     * blocks into {@code scratch}, and each block's log is cleared.
+     */
+    private static Sync syncDrainClear(Machine machine, List<MemfdRamBlock> blocks, List<DirtyBitmap> scratch) {
+        long t0 = System.nanoTime();
+        machine.memory().globalDirtyLogSync(false);
+        long t1 = System.nanoTime();
+        long pages = 0;
+        for (int i = 0; i < blocks.size(); i++) {
+            pages += blocks.get(i).syncDirtyBitmap(scratch.get(i));
+        }
+        long t2 = System.nanoTime();
+        for (MemfdRamBlock b : blocks) {
+            machine.systemMemory().logClear(b, 0, b.size());
+        }
+        long t3 = System.nanoTime();
+        return new Sync(t1 - t0, t2 - t1, t3 - t2, pages);
+    }
+
+    private static void checkVcpus(Machine machine) {
+        machine.vcpuFailure().ifPresent(e -> {
+            throw new IllegalStateException("the vCPU stopped: " + e.getMessage(), e);
+        });
     }
 
     /** Lets the vCPU write {@code pages} more pages (sequentially: each page once), then stops it. */
@@ -262,9 +276,7 @@ final class SyncCostBench implements Callable<Integer> {
         long deadline = System.nanoTime() + TimeUnit.MINUTES.toNanos(5);
         machine.resume();
         while (machine.pagesWritten() < target) {
-            machine.vcpuFailure().ifPresent(e -> {
-                throw new IllegalStateException("the vCPU stopped: " + e.getMessage(), e);
-            });
+            checkVcpus(machine);
             if (System.nanoTime() > deadline) {
                 throw new IllegalStateException("the guest wrote " + (pages - target + machine.pagesWritten())
                         + " of " + pages + " pages in 5 minutes; it is not running");
@@ -281,7 +293,7 @@ final class SyncCostBench implements Callable<Integer> {
      * charged to the sync.
      */
     private static void awaitQuietJit() {
-        java.lang.management.CompilationMXBean jit = java.lang.management.ManagementFactory.getCompilationMXBean();
+        CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
         if (jit == null || !jit.isCompilationTimeMonitoringSupported()) {
             return;
         }
@@ -313,7 +325,7 @@ final class SyncCostBench implements Callable<Integer> {
     }
 
     private static double medianUs(List<Pass> passes, ToLongFunction<Pass> f) {
-        return MigrationBench.median(passes.stream().map(p -> f.applyAsLong(p) / 1e3).toList());
+        return median(passes, f) / 1e3;
     }
 
     private static double median(List<Pass> passes, ToLongFunction<Pass> f) {

@@ -406,10 +406,7 @@ public final class KvmAccelerator implements Accelerator {
 
         @Override
         public void commit() {
-            KvmRunInhibitor inhibitor = vm.runInhibitor();
-            if (inhibitor.heldByCurrentThread()) {
-                inhibitor.end(); // every slot of the new topology exists: the vCPUs may run again
-            }
+            vm.runInhibitor().end(); // every slot of the new topology exists: the vCPUs may run again
         }
 
         @Override
@@ -421,10 +418,7 @@ public final class KvmAccelerator implements Accelerator {
             // the pass fails), the vCPUs stay out of KVM_RUN, as QEMU's kvm_region_commit does: a
             // range without a slot cannot hold the guest's code or page tables even for a moment
             // (see KvmRunInhibitor).
-            KvmRunInhibitor inhibitor = vm.runInhibitor();
-            if (!inhibitor.heldByCurrentThread()) {
-                inhibitor.begin();
-            }
+            vm.runInhibitor().begin();
             deleteSlot(section);
         }
 

@@ -38,9 +38,15 @@ final class KvmRunInhibitor {
         lock.readLock().unlock();
     }
 
-    /** Kicks every vCPU out of KVM_RUN and keeps them out until {@link #end}; re-entrant. */
+    /**
+     * Kicks every vCPU out of KVM_RUN and keeps them out until {@link #end}. A thread that holds
+     * the VM inhibited already (a second deletion in the same pass) just keeps holding it.
+     */
     void begin() {
         ReentrantReadWriteLock.WriteLock w = lock.writeLock();
+        if (w.isHeldByCurrentThread()) {
+            return;
+        }
         boolean interrupted = false;
         while (true) {
             for (KvmVcpu v : vcpus.get()) {
@@ -61,13 +67,10 @@ final class KvmRunInhibitor {
         }
     }
 
-    /** Lets the vCPUs run again. */
+    /** Lets the vCPUs run again, if this thread held them out (a pass that deleted no slot did not). */
     void end() {
-        lock.writeLock().unlock();
-    }
-
-    /** @return whether the calling thread holds the VM inhibited */
-    boolean heldByCurrentThread() {
-        return lock.isWriteLockedByCurrentThread();
+        if (lock.isWriteLockedByCurrentThread()) {
+            lock.writeLock().unlock();
+        }
     }
 }

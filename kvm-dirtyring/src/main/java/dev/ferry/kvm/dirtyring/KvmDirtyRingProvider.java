@@ -125,7 +125,7 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
     public AcceleratorRequirements requirements(Options options) {
         options.requireOnly(optionNames(), "tracker " + NAME, "its options are " + DirtyRingSize.OPTION
                 + "=<entries per vCPU> and " + REAP_PERIOD_OPTION + "=<milliseconds, 0 for no reaper thread>");
-        reapPeriodNanos(options);
+        reapPeriodNanos(options); // refused here, with the other options, not later when the tracker is made
         int entries = DirtyRingSize.parse(options, hostMaxRingBytes.getAsInt()); // 0 where KVM cannot be asked
         return new AcceleratorRequirements(Set.of(KvmAcceleratorProvider.NAME),
                 Map.of(DirtyRingSize.OPTION, Integer.toString(entries)));

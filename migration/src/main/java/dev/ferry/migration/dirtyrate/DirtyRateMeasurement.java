@@ -1,6 +1,5 @@
 package dev.ferry.migration.dirtyrate;
 
-import dev.ferry.api.DirtyClient;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.machine.Machine;
 import dev.ferry.memory.DirtyBitmap;
@@ -121,7 +120,7 @@ public final class DirtyRateMeasurement {
         for (int i = 0; i < blocks.size(); i++) {
             DirtyBitmap s = scratch.get(i);
             MemfdRamBlock block = blocks.get(i);
-            n += block.bitmap(DirtyClient.MIGRATION).drainInto(s);
+            n += block.syncDirtyBitmap(s);
             s.clearAll();
             machine.systemMemory().logClear(block, 0, block.size());
         }
