@@ -2,6 +2,7 @@ package dev.ferry.api;
 
 import java.util.List;
 import java.util.Optional;
+import java.util.function.Supplier;
 
 /**
  * What a plugin sees of the machine it is created for. The engine builds one per plugin
@@ -30,4 +31,29 @@ public interface MachineContext {
      * @return the service, if this machine has one of that type
      */
     <T> Optional<T> lookup(Class<T> type);
+
+    /**
+     * The guest RAM the machine set aside for this plugin instance: for a device, the rings and
+     * buffers its guest driver would hand it ({@link DeviceProvider#guestMemory}). Reach it
+     * through the RAM block that maps it (see {@link MemoryListener#regionAdd}).
+     *
+     * @return the range, absent if none was asked for
+     */
+    default Optional<GuestRange> deviceMemory() {
+        return Optional.empty();
+    }
+
+    /**
+     * An object that every plugin instance on this machine shares when they ask with the same
+     * type: state that belongs to the machine and not to one instance (the vhost dirty logs,
+     * one per backend type, that all vhost devices of a machine use). Created on first use.
+     *
+     * @param type   the key and the object's type
+     * @param create makes the object on first use
+     * @return the machine's object of that type
+     * @throws UnsupportedOperationException from a context that is not a machine's (a test's)
+     */
+    default <T> T shared(Class<T> type, Supplier<? extends T> create) {
+        throw new UnsupportedOperationException("this context shares no objects between plugin instances");
+    }
 }

@@ -31,6 +31,10 @@ public interface MemoryListener {
 
     /** Priority of listeners that do not care; lower runs earlier on add, later on delete. */
     int DEFAULT_PRIORITY = 0;
+    /** Priority of accelerators' listeners (QEMU's MEMORY_LISTENER_PRIORITY_ACCEL, include/exec/memory.h). */
+    int ACCEL_PRIORITY = 10;
+    /** Priority of device backends' listeners, e.g. vhost (QEMU's MEMORY_LISTENER_PRIORITY_DEV_BACKEND). */
+    int DEV_BACKEND_PRIORITY = 10;
 
     /** @return a short name for logs and error messages */
     default String name() {

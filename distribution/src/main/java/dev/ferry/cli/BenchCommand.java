@@ -5,7 +5,8 @@ import picocli.CommandLine.Command;
 /** {@code ferry bench}: benchmark scenarios that print their figures beside their baselines. */
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks, each measured side by side with its baseline in one run.",
-        subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class, SyncCostBench.class})
+        subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class, SyncCostBench.class,
+                VhostBench.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -14,6 +15,6 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-                "a scenario is needed: migration, bitmap-lock, trackers or sync-cost");
+                "a scenario is needed: migration, bitmap-lock, trackers, sync-cost or vhost");
     }
 }

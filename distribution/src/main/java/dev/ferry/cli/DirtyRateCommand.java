@@ -55,7 +55,7 @@ final class DirtyRateCommand implements Callable<Integer> {
         Bootstrap bootstrap = Bootstrap.create();
         Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
         DirtyRateResult r;
-        try (TrackedMachine tracked = bootstrap.build(plan, machine.config());
+        try (TrackedMachine tracked = bootstrap.build(plan, machine.config(), bootstrap.devices(machine.deviceSpecs()));
              Progress progress = new Progress(err, json)) {
             r = new DirtyRateMeasurement(tracked, duration, Duration.ofMillis(syncIntervalMs))
                     .run(p -> progress.update(p[0], String.format("%.1f MiB/s", p[1])));

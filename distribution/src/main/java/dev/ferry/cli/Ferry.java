@@ -12,7 +12,7 @@ import java.io.PrintWriter;
  */
 @Command(name = "ferry", mixinStandardHelpOptions = true, versionProvider = Ferry.Version.class,
         description = "Dirty-page tracking and live migration of virtual machines.",
-        subcommands = {TrackersCommand.class, DirtyRateCommand.class, MigrateCommand.class, IncomingCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {TrackersCommand.class, DevicesCommand.class, DirtyRateCommand.class, MigrateCommand.class, IncomingCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
 
     /** Exit status for a bad command line or an impossible request. */

@@ -6,7 +6,9 @@ import dev.ferry.machine.workload.Workload;
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.Option;
 
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /** The options that describe a guest and how to track it, shared by the commands that run one. */
@@ -44,6 +46,22 @@ final class MachineOptions {
             description = "Entries per vCPU of the KVM dirty ring (tracker kvm-dirtyring).")
     Long dirtyRingSize;
 
+    @Option(names = "--vhost", paramLabel = "TYPE[:OPTIONS]",
+            description = "A vhost device, net or blk, with options, e.g. net:queues=48,rate=50 or "
+                    + "blk:queues=4,count=16 (count: how many such devices); repeatable. Options: queues, rate (MiB/s "
+                    + "the backend writes into guest RAM), pattern, buffers, queue-size, backend (kernel or user), "
+                    + "log (on or off). See 'ferry devices'.")
+    List<String> vhost = new ArrayList<>();
+
+    @Option(names = "--device", paramLabel = "NAME[:OPTIONS]",
+            description = "A device by its name in 'ferry devices', with options NAME=VALUE,...; repeatable.")
+    List<String> devices = new ArrayList<>();
+
+    @Option(names = "--vhost-log-scan", paramLabel = "MODE",
+            description = "Who scans guest memory in the shared vhost log on each sync: elected (one vhost dev per "
+                    + "backend type, as QEMU 9.1) or every-dev (each vhost dev, as before). Default: elected.")
+    String vhostLogScan;
+
     @Option(names = {"-o", "--tracker-option"}, paramLabel = "NAME=VALUE",
             description = "An option for the chosen trackers; repeatable.")
     Map<String, String> trackerOptions = new LinkedHashMap<>();
@@ -68,6 +86,26 @@ final class MachineOptions {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(e.getMessage().replace("memory size", "--mem").replace("vCPU count", "--vcpus"));
         }
+    }
+
+    /** @return the device specs of --device and --vhost (as vhost-TYPE), with --vhost-log-scan applied */
+    List<String> deviceSpecs() {
+        if (vhostLogScan != null && !vhostLogScan.equals("elected") && !vhostLogScan.equals("every-dev")) {
+            throw new IllegalArgumentException("--vhost-log-scan must be elected or every-dev, got '" + vhostLogScan + "'");
+        }
+        List<String> specs = new ArrayList<>(devices);
+        for (String v : vhost) {
+            String type = v.trim().split(":", 2)[0];
+            if (!type.equals("net") && !type.equals("blk")) {
+                throw new IllegalArgumentException("--vhost " + v + ": the type must be net or blk, got '" + type + "'");
+            }
+            String spec = "vhost-" + v.trim();
+            if (vhostLogScan != null) {
+                spec += (spec.contains(":") ? "," : ":") + "log-scan=" + vhostLogScan;
+            }
+            specs.add(spec);
+        }
+        return specs;
     }
 
     Map<String, String> options() {

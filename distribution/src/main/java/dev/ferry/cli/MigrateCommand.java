@@ -2,6 +2,7 @@ package dev.ferry.cli;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.ferry.api.Device;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
@@ -25,6 +26,7 @@ import java.io.PrintWriter;
 import java.lang.management.ManagementFactory;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Callable;
@@ -83,7 +85,7 @@ final class MigrateCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         Bootstrap bootstrap = Bootstrap.create();
         Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
-        try (TrackedMachine source = bootstrap.build(plan, machine.config())) {
+        try (TrackedMachine source = bootstrap.build(plan, machine.config(), bootstrap.devices(machine.deviceSpecs()))) {
             source.machine().start();
             Thread.sleep(warmupMs);
             Map<String, Object> report;
@@ -114,6 +116,12 @@ final class MigrateCommand implements Callable<Integer> {
                     report = new LinkedHashMap<>(stats.toQemuMap());
                     report.putAll(checkDestination(outcome, machine));
                 }
+            }
+            List<Device> devices = source.machine().devices();
+            if (!devices.isEmpty()) {
+                Map<String, Object> ds = new LinkedHashMap<>();
+                devices.forEach(d -> ds.put(d.id(), d.statistics()));
+                report.put("devices", ds);
             }
             String where = target.map(MigrationUri::toString).orElse("a destination in this process, over loopback TCP");
             if (json) {
@@ -155,6 +163,16 @@ final class MigrateCommand implements Callable<Integer> {
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("trackers         %s%n", String.join(",", s.trackers()));
+        if (report.get("devices") instanceof Map<?, ?> devices) {
+            devices.forEach((id, stats) -> {
+                @SuppressWarnings("unchecked")
+                Map<String, Long> st = (Map<String, Long>) stats;
+                out.printf("device           %s: %s written by DMA, %d log marks taken, %d memory-section scans in "
+                                + "%d syncs%n", id, Sizes.format(st.getOrDefault("dma-bytes", 0L)),
+                        st.getOrDefault("marks-taken", 0L), st.getOrDefault("section-scans", 0L),
+                        st.getOrDefault("log-syncs", 0L));
+            });
+        }
         if (Boolean.TRUE.equals(report.get("verified"))) {
             out.printf("verified         yes: the destination's RAM digests match the source's%n");
         } else if (report.containsKey("verified")) {

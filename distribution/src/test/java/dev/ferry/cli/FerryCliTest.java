@@ -81,6 +81,35 @@ class FerryCliTest {
         assertTrue(r.out().lines().anyMatch(l -> l.startsWith("soft") && l.contains("yes")), r.out());
     }
 
+    @Test
+    void devicesListsTheVhostDevices() throws Exception {
+        Run r = ferry("devices");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().lines().anyMatch(l -> l.startsWith("vhost-net") && l.contains("yes")), r.out());
+        assertTrue(r.out().lines().anyMatch(l -> l.startsWith("vhost-blk") && l.contains("yes")), r.out());
+        JsonNode a = new ObjectMapper().readTree(ferry("devices", "--json").out());
+        assertTrue(a.isArray() && a.size() >= 2, a.toString());
+        for (JsonNode d : a) {
+            assertEquals(4, d.size(), "exactly name, available, reason, description: " + d);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"disk:queues=1|type must be net or blk", "net:queues=0|queues must be 1 to",
+            "net:speed=5|does not understand speed", "net:rate=fast|rate", "net:count=0|count must be",
+            "blk:backend=remote|backend must be kernel or user", "net:queues=256,buffers=65536|give it more memory",
+            "net:queues|bad option", "net:log-scan=some|log-scan"})
+    void badVhostSpecsAreOneLineUsageErrors(String c) {
+        String[] parts = c.split("\\|");
+        String msg = usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--no-prealloc", "--accel", "soft",
+                "--vhost", parts[0]));
+        assertTrue(msg.contains(parts[1]), msg);
+        msg = usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--vhost", "net", "--vhost-log-scan", "x"));
+        assertTrue(msg.contains("--vhost-log-scan"), msg);
+        msg = usageError(ferry("dirtyrate", "--mem", "64M", "--seconds", "1", "--device", "gpu"));
+        assertTrue(msg.contains("unknown device type 'gpu'") && msg.contains("vhost-net"), msg);
+    }
+
     @ParameterizedTest
     @ValueSource(strings = {"trackers --bogus", "--bogus", "dirtyrate --bogus", "dirtyrate --vcpus many", "nosuchcommand", ""})
     void badCommandLinesAreOneLineUsageErrors(String line) {

@@ -371,7 +371,7 @@ public final class KvmAccelerator implements Accelerator {
 
         @Override
         public int priority() {
-            return 10;
+            return ACCEL_PRIORITY;
         }
 
         @Override

@@ -1,6 +1,9 @@
 package dev.ferry.machine;
 
+import dev.ferry.api.Device;
+import dev.ferry.api.GuestRange;
 import dev.ferry.api.MachineContext;
+import dev.ferry.api.MemoryListener;
 import dev.ferry.api.Options;
 import dev.ferry.api.RamBlock;
 import dev.ferry.machine.workload.Workload;
@@ -11,7 +14,11 @@ import dev.ferry.memory.MemorySystem;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.Objects;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Supplier;
 
 /**
  * A virtual machine: guest RAM in a memory system, vCPUs run by an accelerator, and the
@@ -20,7 +27,10 @@ import java.util.Optional;
  *
  * <p>Lifecycle: {@link #create} builds it paused; {@link #start()} starts the vCPU threads;
  * {@link #pause()} and {@link #resume()} stop and restart them; {@link #close()} stops them for
- * good and releases memory.
+ * good and releases memory. Devices ({@link #plug}) start and stop with the vCPUs: after the
+ * vCPUs on the way down, before them on the way up, as QEMU's VM state change handlers run.
+ * The top {@link MachineConfig#deviceMemory()} bytes of RAM are set aside for their rings and
+ * buffers ({@link #allocateDeviceMemory}).
  */
 public final class Machine implements AutoCloseable {
 
@@ -39,6 +49,12 @@ public final class Machine implements AutoCloseable {
     private volatile Throwable vcpuFailure;
     private boolean started;
     private boolean closed;
+    /** Whether the devices were told to start: the machine runs (started and not paused). */
+    private boolean running;
+    private final List<Device> devices = new ArrayList<>();
+    /** Next free byte of the device memory at the top of RAM. */
+    private long deviceMemoryNext;
+    private final Map<Class<?>, Object> shared = new ConcurrentHashMap<>();
 
     private Machine(MachineConfig requested, Accelerator accelerator) {
         this.config = reserve(requested, accelerator.reservedRamBytes());
@@ -54,6 +70,7 @@ public final class Machine implements AutoCloseable {
             accelerator.attach(memory, systemMemory);
             system.addSubregion(0, memory.ramRegion(RAM_NAME, ram));
             this.runState = new RunState(config.vcpus());
+            this.deviceMemoryNext = config.ramSize() - config.deviceMemory();
             double pagesPerSecond = config.workload().pagesPerSecondPerVcpu(config.vcpus());
             for (int i = 0; i < config.vcpus(); i++) {
                 long[] slice = config.workload().slice(config.ramSize(), i, config.vcpus());
@@ -69,21 +86,36 @@ public final class Machine implements AutoCloseable {
     }
 
     /**
-     * Moves a default working set (all RAM) above the accelerator's reserved area, and refuses
-     * an explicit one that overlaps it.
+     * Keeps the workload out of the accelerator's reserved area at the bottom of RAM and out of
+     * the device memory at the top: a default working set (all RAM) shrinks to what lies
+     * between; an explicit one that overlaps either is refused.
      */
     private static MachineConfig reserve(MachineConfig config, long reserved) {
         Workload w = config.workload();
-        if (reserved == 0 || w.workingSetOffset() >= reserved) {
-            return config;
-        }
+        long deviceMemory = config.deviceMemory();
+        long top = config.ramSize() - deviceMemory;
         if (w.workingSetOffset() == 0 && w.workingSetSize() == 0) {
-            return new MachineConfig(config.ramSize(), config.vcpus(), w.withWorkingSet(reserved, 0),
-                    config.acceleratorProperties(), config.preallocate());
+            if (reserved == 0 && deviceMemory == 0) {
+                return config;
+            }
+            if (top <= reserved) {
+                throw new IllegalArgumentException("devices ask for " + deviceMemory + " bytes of guest RAM, which "
+                        + "leaves the guest nothing above the " + reserved + " bytes the accelerator reserves; "
+                        + "give the guest more memory");
+            }
+            return config.withWorkload(w.withWorkingSet(reserved, deviceMemory == 0 ? 0 : top - reserved));
         }
-        throw new IllegalArgumentException("the working set starts at " + w.workingSetOffset()
-                + " bytes, inside the " + reserved + " bytes the accelerator reserves; start it at " + reserved
-                + " or above");
+        if (w.workingSetOffset() < reserved) {
+            throw new IllegalArgumentException("the working set starts at " + w.workingSetOffset()
+                    + " bytes, inside the " + reserved + " bytes the accelerator reserves; start it at " + reserved
+                    + " or above");
+        }
+        long end = w.workingSetOffset() + w.workingSetSize(config.ramSize());
+        if (end > top) {
+            throw new IllegalArgumentException("the working set ends at " + end + " bytes, inside the "
+                    + deviceMemory + " bytes at the top of RAM set aside for devices");
+        }
+        return config;
     }
 
     /**
@@ -150,9 +182,13 @@ public final class Machine implements AutoCloseable {
             threads.add(t);
             t.start();
         }
+        startDevices();
     }
 
-    /** Stops every vCPU; returns once none runs guest code (QEMU's vm_stop). */
+    /**
+     * Stops every vCPU, then every device; returns once neither runs guest code nor writes guest
+     * memory (QEMU's vm_stop).
+     */
     public void pause() {
         synchronized (this) {
             if (!started) {
@@ -160,11 +196,107 @@ public final class Machine implements AutoCloseable {
             }
         }
         runState.pause(this::kickAll);
+        stopDevices();
     }
 
-    /** Lets the vCPUs run again (QEMU's vm_start). */
+    /** Lets the devices, then the vCPUs, run again (QEMU's vm_start). */
     public void resume() {
+        startDevices();
         runState.resume();
+    }
+
+    private synchronized void startDevices() {
+        if (started && !running && !closed) {
+            running = true;
+            devices.forEach(Device::start);
+        }
+    }
+
+    /** Stops every device even if one fails; the first failure is thrown after. */
+    private synchronized void stopDevices() {
+        if (!running) {
+            return;
+        }
+        running = false;
+        RuntimeException failure = null;
+        for (Device d : devices) {
+            try {
+                d.stop();
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    /**
+     * Sets aside {@code bytes} of the device memory at the top of RAM for one device.
+     *
+     * @throws IllegalArgumentException if the machine was not built with that much device memory left
+     */
+    public synchronized GuestRange allocateDeviceMemory(long bytes) {
+        if (bytes <= 0 || bytes % Workload.PAGE_SIZE != 0 || deviceMemoryNext + bytes > config.ramSize()) {
+            throw new IllegalArgumentException("cannot set aside " + bytes + " bytes of device memory: "
+                    + (config.ramSize() - deviceMemoryNext) + " of " + config.deviceMemory() + " bytes are left");
+        }
+        GuestRange r = new GuestRange(deviceMemoryNext, bytes);
+        deviceMemoryNext += bytes;
+        return r;
+    }
+
+    /**
+     * Plugs a device: registers its memory listeners on the system address space and, if the
+     * machine runs, starts it.
+     *
+     * @throws IllegalArgumentException if a device with its id is plugged already
+     */
+    public synchronized void plug(Device device) {
+        if (closed) {
+            throw new IllegalStateException("machine is closed");
+        }
+        for (Device d : devices) {
+            if (d.id().equals(device.id())) {
+                throw new IllegalArgumentException("a device with id " + device.id() + " is plugged already");
+            }
+        }
+        List<MemoryListener> listeners = device.memoryListeners();
+        List<MemoryListener> done = new ArrayList<>();
+        try {
+            for (MemoryListener l : listeners) {
+                systemMemory.registerListener(l);
+                done.add(l);
+            }
+        } catch (RuntimeException e) {
+            done.reversed().forEach(systemMemory::unregisterListener);
+            throw e;
+        }
+        devices.add(device);
+        if (running) {
+            device.start();
+        }
+    }
+
+    /** Stops a device, unregisters its listeners and closes it (hot unplug). */
+    public synchronized void unplug(Device device) {
+        if (!devices.remove(device)) {
+            return;
+        }
+        if (running) {
+            device.stop();
+        }
+        device.memoryListeners().reversed().forEach(systemMemory::unregisterListener);
+        device.close();
+    }
+
+    /** @return the plugged devices, in plug order */
+    public synchronized List<Device> devices() {
+        return List.copyOf(devices);
     }
 
     private void kickAll() {
@@ -205,38 +337,64 @@ public final class Machine implements AutoCloseable {
 
     /** @return a context for a plugin created for this machine, with its options */
     public MachineContext context(Options options) {
-        return new MachineContext() {
-            @Override
-            public String accelerator() {
-                return accelerator.name();
-            }
+        return new Context(options, null);
+    }
 
-            @Override
-            public int vcpus() {
-                return config.vcpus();
-            }
+    /** @return a context for a device, with its options and the device memory set aside for it */
+    public MachineContext deviceContext(Options options, GuestRange deviceMemory) {
+        return new Context(options, deviceMemory);
+    }
 
-            @Override
-            public List<RamBlock> ramBlocks() {
-                return List.copyOf(memory.ramBlocks());
-            }
+    private final class Context implements MachineContext {
 
-            @Override
-            public Options options() {
-                return options;
-            }
+        private final Options options;
+        private final GuestRange deviceMemory;
 
-            @Override
-            public <T> Optional<T> lookup(Class<T> type) {
-                if (type.isInstance(Machine.this)) {
-                    return Optional.of(type.cast(Machine.this));
-                }
-                if (type == MemorySystem.class) {
-                    return Optional.of(type.cast(memory));
-                }
-                return accelerator.lookup(type);
+        Context(Options options, GuestRange deviceMemory) {
+            this.options = options;
+            this.deviceMemory = deviceMemory;
+        }
+
+        @Override
+        public String accelerator() {
+            return accelerator.name();
+        }
+
+        @Override
+        public int vcpus() {
+            return config.vcpus();
+        }
+
+        @Override
+        public List<RamBlock> ramBlocks() {
+            return List.copyOf(memory.ramBlocks());
+        }
+
+        @Override
+        public Options options() {
+            return options;
+        }
+
+        @Override
+        public <T> Optional<T> lookup(Class<T> type) {
+            if (type.isInstance(Machine.this)) {
+                return Optional.of(type.cast(Machine.this));
             }
-        };
+            if (type == MemorySystem.class) {
+                return Optional.of(type.cast(memory));
+            }
+            return accelerator.lookup(type);
+        }
+
+        @Override
+        public Optional<GuestRange> deviceMemory() {
+            return Optional.ofNullable(deviceMemory);
+        }
+
+        @Override
+        public <T> T shared(Class<T> type, Supplier<? extends T> create) {
+            return type.cast(shared.computeIfAbsent(type, k -> Objects.requireNonNull(create.get(), "shared object")));
+        }
     }
 
     /** Stops the vCPUs for good and releases the accelerator and memory. */
@@ -257,6 +415,26 @@ public final class Machine implements AutoCloseable {
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 break;
+            }
+        }
+        try {
+            stopDevices();
+        } catch (RuntimeException e) {
+            // Closing goes on: the machine is going away, and its devices' failures were the
+            // migration's to report while it ran.
+        }
+        for (Device d : devices.reversed()) {
+            d.memoryListeners().reversed().forEach(systemMemory::unregisterListener);
+            d.close();
+        }
+        devices.clear();
+        for (Object o : shared.values()) {
+            if (o instanceof AutoCloseable c) {
+                try {
+                    c.close();
+                } catch (Exception e) {
+                    // Closing is best effort; the memory below goes regardless.
+                }
             }
         }
         accelerator.close();

@@ -13,9 +13,11 @@ import java.util.Objects;
  * @param workload              what the vCPUs do
  * @param acceleratorProperties accelerator properties, e.g. {@code dirty-ring-size=4096}
  * @param preallocate           fault all guest RAM in at creation (QEMU's -mem-prealloc)
+ * @param deviceMemory          bytes at the top of guest RAM set aside for devices' rings and buffers,
+ *                              kept out of the workload's working set (a multiple of 4096)
  */
 public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<String, String> acceleratorProperties,
-                            boolean preallocate) {
+                            boolean preallocate, long deviceMemory) {
 
     /** Guest RAM is handed to accelerators in 2 MiB units (huge-page-sized, as KVM guests map it). */
     public static final long RAM_ALIGN = 2L << 20;
@@ -32,6 +34,16 @@ public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<Stri
             throw new IllegalArgumentException("vCPU count must be 1 to " + MAX_VCPUS + ", got " + vcpus);
         }
         workload.workingSetSize(ramSize); // validates that the working set fits
+        if (deviceMemory < 0 || deviceMemory % Workload.PAGE_SIZE != 0 || deviceMemory >= ramSize) {
+            throw new IllegalArgumentException("devices ask for " + deviceMemory + " bytes of guest RAM; "
+                    + "that must be a multiple of 4096 below the RAM size " + ramSize);
+        }
+    }
+
+    /** A configuration without device memory. */
+    public MachineConfig(long ramSize, int vcpus, Workload workload, Map<String, String> acceleratorProperties,
+                         boolean preallocate) {
+        this(ramSize, vcpus, workload, acceleratorProperties, preallocate, 0);
     }
 
     /** @return a configuration with preallocated RAM and no accelerator property */
@@ -41,11 +53,21 @@ public record MachineConfig(long ramSize, int vcpus, Workload workload, Map<Stri
 
     /** @return this configuration with other accelerator properties */
     public MachineConfig withAcceleratorProperties(Map<String, String> properties) {
-        return new MachineConfig(ramSize, vcpus, workload, properties, preallocate);
+        return new MachineConfig(ramSize, vcpus, workload, properties, preallocate, deviceMemory);
     }
 
     /** @return this configuration with preallocation on or off */
     public MachineConfig withPreallocate(boolean on) {
-        return new MachineConfig(ramSize, vcpus, workload, acceleratorProperties, on);
+        return new MachineConfig(ramSize, vcpus, workload, acceleratorProperties, on, deviceMemory);
+    }
+
+    /** @return this configuration with {@code bytes} of guest RAM set aside for devices */
+    public MachineConfig withDeviceMemory(long bytes) {
+        return new MachineConfig(ramSize, vcpus, workload, acceleratorProperties, preallocate, bytes);
+    }
+
+    /** @return this configuration with another workload */
+    public MachineConfig withWorkload(Workload w) {
+        return new MachineConfig(ramSize, vcpus, w, acceleratorProperties, preallocate, deviceMemory);
     }
 }

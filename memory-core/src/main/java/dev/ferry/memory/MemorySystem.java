@@ -196,11 +196,20 @@ public final class MemorySystem implements AutoCloseable {
         });
     }
 
+    /**
+     * Every listener once, in address-space and priority order. Runs on every sync, with a
+     * listener per vhost dev (hundreds): no quadratic dedupe, and no copy for the usual single
+     * address space.
+     */
     private List<MemoryListener> allListeners() {
+        if (addressSpaces.size() == 1) {
+            return List.copyOf(addressSpaces.getFirst().listeners());
+        }
+        java.util.Set<MemoryListener> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
         List<MemoryListener> all = new ArrayList<>();
         for (AddressSpace as : addressSpaces) {
             for (MemoryListener l : as.listeners()) {
-                if (!all.contains(l)) {
+                if (seen.add(l)) {
                     all.add(l);
                 }
             }

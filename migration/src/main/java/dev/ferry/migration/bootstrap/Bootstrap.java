@@ -4,6 +4,8 @@ import com.google.inject.Guice;
 import com.google.inject.Inject;
 import dev.ferry.api.AcceleratorRequirements;
 import dev.ferry.api.Availability;
+import dev.ferry.api.Device;
+import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.DirtyTracker;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.api.Options;
@@ -22,7 +24,7 @@ import java.util.Set;
 import java.util.TreeMap;
 
 /**
- * Chooses accelerator and trackers by name and builds tracked machines. The providers come
+ * Chooses accelerator, trackers and devices by name and builds tracked machines. The providers come
  * from the Guice module ({@link FerryModule}), which got them from {@link Plugins}.
  */
 public final class Bootstrap {
@@ -32,12 +34,20 @@ public final class Bootstrap {
 
     private final Map<String, DirtyTrackerProvider> trackers;
     private final Map<String, AcceleratorProvider> accelerators;
+    private final Map<String, DeviceProvider> devices;
     private final Map<String, Availability> probes = new HashMap<>();
 
+    /** Engine option of a device spec: how many such devices to plug. */
+    public static final String COUNT = "count";
+    /** Most devices one spec may ask for. */
+    public static final int MAX_COUNT = 64;
+
     @Inject
-    Bootstrap(Map<String, DirtyTrackerProvider> trackers, Map<String, AcceleratorProvider> accelerators) {
+    Bootstrap(Map<String, DirtyTrackerProvider> trackers, Map<String, AcceleratorProvider> accelerators,
+              Map<String, DeviceProvider> devices) {
         this.trackers = new TreeMap<>(trackers);
         this.accelerators = new TreeMap<>(accelerators);
+        this.devices = new TreeMap<>(devices);
     }
 
     /** @return a bootstrap over the providers on the class path */
@@ -86,11 +96,84 @@ public final class Bootstrap {
     }
 
     /** @return every discovered tracker, by name, with its availability here */
-    public List<TrackerInfo> trackers() {
-        List<TrackerInfo> out = new ArrayList<>();
+    public List<PluginInfo> trackers() {
+        List<PluginInfo> out = new ArrayList<>();
         for (DirtyTrackerProvider p : trackers.values()) {
             Availability a = probe(p);
-            out.add(new TrackerInfo(p.name(), a.available(), a.reason(), p.description()));
+            out.add(new PluginInfo(p.name(), a.available(), a.reason(), p.description()));
+        }
+        return out;
+    }
+
+    /** @return every discovered device type, by name, with its availability here */
+    public List<PluginInfo> devices() {
+        List<PluginInfo> out = new ArrayList<>();
+        for (DeviceProvider p : devices.values()) {
+            Availability a = probe("device:" + p.name(), p::probe);
+            out.add(new PluginInfo(p.name(), a.available(), a.reason(), p.description()));
+        }
+        return out;
+    }
+
+    /**
+     * Resolves device specs, each {@code TYPE[:NAME=VALUE,...]}; the option {@code count=N}
+     * asks for N devices of that kind (ids {@code TYPE0}, {@code TYPE1}, ... per type).
+     *
+     * @throws UsageException with a one-line message naming the spec and what is wrong
+     */
+    public List<DeviceRequest> devices(List<String> specs) {
+        List<DeviceRequest> out = new ArrayList<>();
+        Map<String, Integer> next = new HashMap<>();
+        for (String spec : specs) {
+            int colon = spec.indexOf(':');
+            String type = (colon < 0 ? spec : spec.substring(0, colon)).trim();
+            DeviceProvider p = devices.get(type);
+            if (p == null) {
+                throw new UsageException("unknown device type '" + type + "' in '" + spec + "'; known: "
+                        + (devices.isEmpty() ? "none (see ferry devices)" : String.join(", ", devices.keySet())));
+            }
+            Availability a = probe("device:" + p.name(), p::probe);
+            if (!a.available()) {
+                throw new UsageException("device " + type + " is not available here: " + a.reason());
+            }
+            Map<String, String> options = new TreeMap<>();
+            if (colon >= 0 && colon < spec.length() - 1) {
+                for (String item : spec.substring(colon + 1).split(",", -1)) {
+                    int eq = item.indexOf('=');
+                    if (eq <= 0 || eq == item.length() - 1) {
+                        throw new UsageException("bad option '" + item + "' in device spec '" + spec
+                                + "'; write TYPE:NAME=VALUE,NAME=VALUE");
+                    }
+                    if (options.put(item.substring(0, eq).trim(), item.substring(eq + 1).trim()) != null) {
+                        throw new UsageException("option " + item.substring(0, eq) + " given twice in '" + spec + "'");
+                    }
+                }
+            }
+            int count = 1;
+            String c = options.remove(COUNT);
+            if (c != null) {
+                try {
+                    count = Integer.parseInt(c);
+                } catch (NumberFormatException e) {
+                    count = -1;
+                }
+                if (count < 1 || count > MAX_COUNT) {
+                    throw new UsageException("count must be 1 to " + MAX_COUNT + " in '" + spec + "', got " + c);
+                }
+            }
+            Options opts = Options.of(options);
+            try {
+                opts.requireOnly(p.optionNames(), "device " + type, "it understands " + (p.optionNames().isEmpty()
+                        ? "no options" : String.join(", ", new java.util.TreeSet<>(p.optionNames()))) + " (and count)");
+                p.guestMemory(opts); // validates the options before anything is built
+            } catch (IllegalArgumentException e) {
+                throw new UsageException(e.getMessage().startsWith("device ") ? e.getMessage()
+                        : "device " + type + ": " + e.getMessage());
+            }
+            for (int i = 0; i < count; i++) {
+                int index = next.merge(type, 1, Integer::sum) - 1;
+                out.add(new DeviceRequest(p, type + index, opts));
+            }
         }
         return out;
     }
@@ -210,7 +293,7 @@ public final class Bootstrap {
 
     private String describeAvailable() {
         List<String> ok = new ArrayList<>();
-        for (TrackerInfo t : trackers()) {
+        for (PluginInfo t : trackers()) {
             if (t.available()) {
                 ok.add(t.name());
             }
@@ -286,9 +369,36 @@ public final class Bootstrap {
      * @throws UsageException for a configuration the accelerator or a tracker refuses
      */
     public TrackedMachine build(Plan plan, MachineConfig config) {
+        return build(plan, config, List.of());
+    }
+
+    /**
+     * Builds the machine the plan describes, attaches its trackers and plugs its devices, each
+     * with the guest memory it asked for set aside at the top of RAM. The vCPUs do not run yet.
+     *
+     * @throws UsageException for a configuration the accelerator, a tracker or a device refuses
+     */
+    public TrackedMachine build(Plan plan, MachineConfig config, List<DeviceRequest> deviceRequests) {
+        long[] deviceBytes = new long[deviceRequests.size()];
+        long deviceMemory = config.deviceMemory();
+        for (int i = 0; i < deviceBytes.length; i++) {
+            DeviceRequest r = deviceRequests.get(i);
+            try {
+                deviceBytes[i] = r.provider().guestMemory(r.options());
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("device " + r.id() + ": " + e.getMessage());
+            }
+            deviceMemory += deviceBytes[i];
+        }
+        if (deviceMemory > 0 && deviceMemory >= config.ramSize()) {
+            throw new UsageException(String.format("the devices need %.1f MiB of guest RAM for their rings and buffers, "
+                    + "but the guest has %.1f MiB; give it more memory or the devices fewer queues or buffers",
+                    deviceMemory / 1048576.0, config.ramSize() / 1048576.0));
+        }
         Machine machine;
         try {
-            machine = Machine.create(config.withAcceleratorProperties(plan.acceleratorProperties()), plan.accelerator());
+            machine = Machine.create(config.withAcceleratorProperties(plan.acceleratorProperties())
+                    .withDeviceMemory(deviceMemory), plan.accelerator());
         } catch (IllegalArgumentException e) {
             throw new UsageException(e.getMessage());
         }
@@ -299,9 +409,19 @@ public final class Bootstrap {
                 attached.add(t);
                 machine.systemMemory().registerListener(t);
             }
+            for (int i = 0; i < deviceBytes.length; i++) {
+                DeviceRequest r = deviceRequests.get(i);
+                Device d;
+                try {
+                    d = r.provider().create(r.id(), machine.deviceContext(r.options(),
+                            deviceBytes[i] == 0 ? null : machine.allocateDeviceMemory(deviceBytes[i])));
+                } catch (IllegalArgumentException e) {
+                    throw new UsageException("device " + r.id() + ": " + e.getMessage());
+                }
+                machine.plug(d);
+            }
         } catch (RuntimeException e) {
-            new TrackedMachine(machine, List.of(), plan).close();
-            attached.forEach(DirtyTracker::close);
+            new TrackedMachine(machine, attached, plan).close();
             throw e;
         }
         return new TrackedMachine(machine, attached, plan);

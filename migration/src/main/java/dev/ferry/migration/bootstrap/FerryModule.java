@@ -2,11 +2,12 @@ package dev.ferry.migration.bootstrap;
 
 import com.google.inject.AbstractModule;
 import com.google.inject.multibindings.MapBinder;
+import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.machine.AcceleratorProvider;
 
 /**
- * The Guice composition root: binds every discovered tracker and accelerator provider by name,
+ * The Guice composition root: binds every discovered tracker, accelerator and device provider by name,
  * so the engine asks for {@code Map<String, DirtyTrackerProvider>} and never for a class. Two
  * plugins claiming one name is a configuration error Guice reports at injector creation.
  */
@@ -29,6 +30,11 @@ public final class FerryModule extends AbstractModule {
                 MapBinder.newMapBinder(binder(), String.class, AcceleratorProvider.class);
         for (AcceleratorProvider p : plugins.accelerators()) {
             accelerators.addBinding(p.name()).toInstance(p);
+        }
+        MapBinder<String, DeviceProvider> devices =
+                MapBinder.newMapBinder(binder(), String.class, DeviceProvider.class);
+        for (DeviceProvider p : plugins.devices()) {
+            devices.addBinding(p.name()).toInstance(p);
         }
         bind(Plugins.class).toInstance(plugins);
     }

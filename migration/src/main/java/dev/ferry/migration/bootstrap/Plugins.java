@@ -1,5 +1,6 @@
 package dev.ferry.migration.bootstrap;
 
+import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.machine.AcceleratorProvider;
 
@@ -14,22 +15,30 @@ import java.util.ServiceLoader;
  *
  * @param trackers     dirty tracker providers
  * @param accelerators accelerator providers
+ * @param devices      device providers
  * @param problems     one line per provider that could not be loaded
  */
 public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvider> accelerators,
-                      List<String> problems) {
+                      List<DeviceProvider> devices, List<String> problems) {
 
     public Plugins {
         trackers = List.copyOf(trackers);
         accelerators = List.copyOf(accelerators);
+        devices = List.copyOf(devices);
         problems = List.copyOf(problems);
+    }
+
+    /** Providers without devices. */
+    public Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvider> accelerators, List<String> problems) {
+        this(trackers, accelerators, List.of(), problems);
     }
 
     /** @return the providers visible to {@code loader} */
     public static Plugins discover(ClassLoader loader) {
         List<String> problems = new ArrayList<>();
         return new Plugins(load(DirtyTrackerProvider.class, loader, problems),
-                load(AcceleratorProvider.class, loader, problems), problems);
+                load(AcceleratorProvider.class, loader, problems), load(DeviceProvider.class, loader, problems),
+                problems);
     }
 
     /** @return the providers on Ferry's own class path */

@@ -188,7 +188,7 @@ class BootstrapTest {
             }
         };
         Bootstrap b = Fakes.bootstrap(List.of(bad, throwing), List.of(SOFT));
-        TrackerInfo info = b.trackers().stream().filter(t -> t.name().equals("throwing")).findFirst().orElseThrow();
+        PluginInfo info = b.trackers().stream().filter(t -> t.name().equals("throwing")).findFirst().orElseThrow();
         assertFalse(info.available());
         assertEquals("probe failed: ioctl exploded", info.reason());
         assertEquals("probes badly", info.description());
@@ -198,8 +198,8 @@ class BootstrapTest {
     @Test
     void listsTrackersAndAcceleratorsByName() {
         Bootstrap b = softOnlyHost();
-        assertEquals(List.of("any", "kvm-dirtylog", "soft"), b.trackers().stream().map(TrackerInfo::name).toList());
-        TrackerInfo kvm = b.trackers().get(1);
+        assertEquals(List.of("any", "kvm-dirtylog", "soft"), b.trackers().stream().map(PluginInfo::name).toList());
+        PluginInfo kvm = b.trackers().get(1);
         assertFalse(kvm.available());
         assertEquals("no /dev/kvm", kvm.reason());
         assertEquals(Map.of("kvm", Availability.no("/dev/kvm does not exist"), "soft", Availability.yes()), b.accelerators());
