@@ -74,7 +74,8 @@ public final class VhostDev implements MemoryListener {
     /** Global logging is on: the dev takes a log as soon as its table says how large. */
     private boolean wantLog;
     private final Arena arena = Arena.ofShared();
-    private MemorySegment scratch = MemorySegment.NULL;
+    /** One word of marks on its way to a RAM block; used under the memory system's lock only. */
+    private final MemorySegment word = arena.allocate(8, 8);
 
     private final AtomicLong dmaBytes = new AtomicLong();
     private final AtomicLong usedWrites = new AtomicLong();
@@ -273,7 +274,7 @@ public final class VhostDev implements MemoryListener {
 
     /**
      * Takes the marks of {@code [start, end)} ∩ the section from the log and marks those pages
-     * dirty in the section's RAM block (QEMU's vhost_dev_sync_region).
+     * dirty in the section's RAM block (QEMU's vhost_dev_sync_region), a 64-page word at a time.
      */
     private void syncRange(VhostLog l, MemorySection section, long start, long end) {
         start = Math.max(start, section.address());
@@ -281,21 +282,15 @@ public final class VhostDev implements MemoryListener {
         if (start >= end || section.ramBlock().isEmpty()) {
             return;
         }
+        RamBlock block = section.ramBlock().get();
         long firstPage = start / VhostLog.LOG_PAGE;
         long pages = (end - 1) / VhostLog.LOG_PAGE - firstPage + 1;
-        long bytes = Math.ceilDiv(pages, 64L) * 8;
-        if (scratch.byteSize() < bytes) {
-            scratch = arena.allocate(Math.max(bytes, 2 * scratch.byteSize()), 8);
-        }
-        long n = l.take(firstPage, pages, scratch);
-        if (n == 0) {
-            return;
-        }
-        marksTaken += n;
-        RamBlock block = section.ramBlock().get();
         long blockPage = (section.offsetInBlock() + firstPage * VhostLog.LOG_PAGE - section.address())
                 / block.pageSize();
-        block.setDirtyBitmap(blockPage, scratch, pages);
+        marksTaken += l.take(firstPage, pages, (k, bits) -> {
+            word.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, bits);
+            block.setDirtyBitmap(blockPage + 64 * k, word, Math.min(64, pages - 64 * k));
+        });
     }
 
     // ---- DMA, from the backend's worker
@@ -397,7 +392,7 @@ public final class VhostDev implements MemoryListener {
         return resizes;
     }
 
-    /** Frees the dev's scratch memory; it must be unregistered already. */
+    /** Frees the dev's word buffer; it must be unregistered already. */
     void close() {
         arena.close();
     }

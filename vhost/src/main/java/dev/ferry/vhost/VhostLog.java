@@ -142,17 +142,26 @@ public final class VhostLog {
         return false;
     }
 
+    /** Receives the marks taken, 64 pages at a time. */
+    @FunctionalInterface
+    public interface WordSink {
+        /**
+         * @param index word {@code index} of the range taken: pages {@code firstPage + 64 * index} on
+         * @param bits  the marks, bit {@code i} for page {@code firstPage + 64 * index + i}; never 0
+         */
+        void accept(long index, long bits);
+    }
+
     /**
      * Takes the marks of pages {@code [firstPage, firstPage + pages)} (guest-physical page
-     * numbers): bit {@code i} of {@code out} becomes page {@code firstPage + i}'s mark, and the
-     * mark is cleared here. Words are read plainly first and exchanged only when not zero, since
-     * most of a log is clean (QEMU's vhost_dev_sync_region does the same); partial words at the
-     * ends are taken with an atomic AND so that the neighbours' marks stay.
+     * numbers) and hands them to {@code sink}, clearing them here. Words are read plainly first
+     * and exchanged only when not zero, since most of a log is clean (QEMU's
+     * vhost_dev_sync_region does the same); partial words at the ends are taken with an atomic
+     * AND so that the neighbours' marks stay. Only words with marks reach the sink.
      *
-     * @param out little-endian words, at least {@code ceil(pages / 64)}; written whole
      * @return the number of marks taken
      */
-    public long take(long firstPage, long pages, MemorySegment out) {
+    public long take(long firstPage, long pages, WordSink sink) {
         if (firstPage < 0 || pages <= 0 || firstPage + pages > words * 64) {
             throw new IndexOutOfBoundsException("pages [" + firstPage + ", +" + pages + ") beyond a vhost log of "
                     + words + " words");
@@ -161,26 +170,50 @@ public final class VhostLog {
         int shift = (int) (firstPage & 63);
         long taken = 0;
         long outWords = Math.ceilDiv(pages, 64L);
+        if (shift == 0) {
+            // The usual case (sections start on 256 KiB boundaries): output word k is log word
+            // first + k, and a clean word costs one plain read.
+            long base = firstPage >>> 6;
+            for (long k = 0; k < outWords; k++) {
+                if ((long) WORD.get(log, (base + k) * 8) == 0) {
+                    continue;
+                }
+                long bits = takeMasked(base + k, rangeMask(0, Math.min(64, end - firstPage - 64 * k)));
+                if (bits != 0) {
+                    sink.accept(k, bits);
+                    taken += Long.bitCount(bits);
+                }
+            }
+            return taken;
+        }
         for (long k = 0; k < outWords; k++) {
             long from = firstPage + 64 * k;
             long to = Math.min(end, from + 64);
-            long bits;
-            if (shift == 0) {
-                bits = takeMasked(from >>> 6, rangeMask(0, to - from));
-            } else {
-                // Output word k straddles two log words.
-                long w = from >>> 6;
-                long lowCount = Math.min(64 - shift, to - from);
-                bits = takeMasked(w, rangeMask(shift, lowCount)) >>> shift;
-                long highCount = (to - from) - lowCount;
-                if (highCount > 0) {
-                    bits |= takeMasked(w + 1, rangeMask(0, highCount)) << (64 - shift);
-                }
+            // Output word k straddles two log words.
+            long w = from >>> 6;
+            long lowCount = Math.min(64 - shift, to - from);
+            long bits = takeMasked(w, rangeMask(shift, lowCount)) >>> shift;
+            long highCount = (to - from) - lowCount;
+            if (highCount > 0) {
+                bits |= takeMasked(w + 1, rangeMask(0, highCount)) << (64 - shift);
             }
-            out.set(ValueLayout.JAVA_LONG_UNALIGNED, k * 8, bits);
-            taken += Long.bitCount(bits);
+            if (bits != 0) {
+                sink.accept(k, bits);
+                taken += Long.bitCount(bits);
+            }
         }
         return taken;
+    }
+
+    /**
+     * As {@link #take(long, long, WordSink)}, into a little-endian bitmap: bit {@code i} of
+     * {@code out} becomes page {@code firstPage + i}'s mark.
+     *
+     * @param out at least {@code ceil(pages / 64)} words; written whole
+     */
+    public long take(long firstPage, long pages, MemorySegment out) {
+        out.asSlice(0, Math.ceilDiv(pages, 64L) * 8).fill((byte) 0);
+        return take(firstPage, pages, (k, bits) -> out.set(ValueLayout.JAVA_LONG_UNALIGNED, k * 8, bits));
     }
 
     /** @return {@code count} ones from bit {@code from} */
