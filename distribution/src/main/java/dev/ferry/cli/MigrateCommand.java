@@ -3,6 +3,7 @@ package dev.ferry.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.ferry.api.Device;
+import dev.ferry.migration.bootstrap.DeviceRequest;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
@@ -26,6 +27,7 @@ import java.io.PrintWriter;
 import java.lang.management.ManagementFactory;
 import java.time.Duration;
 import java.util.LinkedHashMap;
+import java.io.UncheckedIOException;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -74,8 +76,14 @@ final class MigrateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        if (downtimeLimitMs < 1 || timeoutSeconds < 1 || warmupMs < 0) {
-            throw new IllegalArgumentException("--downtime-limit and --timeout must be positive, --warmup not negative");
+        if (downtimeLimitMs < 1) {
+            throw new IllegalArgumentException("--downtime-limit must be at least 1 ms, got " + downtimeLimitMs);
+        }
+        if (timeoutSeconds < 1) {
+            throw new IllegalArgumentException("--timeout must be at least 1 s, got " + timeoutSeconds);
+        }
+        if (warmupMs < 0) {
+            throw new IllegalArgumentException("--warmup must not be negative, got " + warmupMs);
         }
         MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(maxBandwidth)
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
@@ -85,20 +93,26 @@ final class MigrateCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         Bootstrap bootstrap = Bootstrap.create();
         Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
-        try (TrackedMachine source = bootstrap.build(plan, machine.config(), bootstrap.devices(machine.deviceSpecs()))) {
+        List<DeviceRequest> deviceRequests = bootstrap.devices(machine.deviceSpecs());
+        // Reach the destination before building the guest: a wrong address fails in
+        // milliseconds, not after gigabytes were preallocated. Not a usage error: exit 1.
+        Connection connection = null;
+        if (target.isPresent()) {
+            try {
+                connection = Channels.connect(target.get());
+            } catch (java.io.IOException e) {
+                throw new UncheckedIOException(e.getMessage(), e);
+            }
+        }
+        try (Connection toClose = connection;
+             TrackedMachine source = bootstrap.build(plan, machine.config(), deviceRequests)) {
             source.machine().start();
             Thread.sleep(warmupMs);
             Map<String, Object> report;
             MigrationStats stats;
             try (Progress progress = new Progress(err, json)) {
                 Consumer<MigrationStats> onProgress = s -> progress.update(fraction(s), status(s));
-                if (target.isPresent()) {
-                    Connection connection;
-                    try {
-                        connection = Channels.connect(target.get());
-                    } catch (java.io.IOException e) {
-                        throw new IllegalArgumentException(e.getMessage());
-                    }
+                if (connection != null) {
                     stats = new Migration(source, connection, params).run(onProgress);
                     report = new LinkedHashMap<>(stats.toQemuMap());
                     if (stats.status() == MigrationStatus.COMPLETED) {

@@ -34,7 +34,7 @@ import java.util.concurrent.Callable;
 @Command(name = "migration", mixinStandardHelpOptions = true,
         description = {"Migrate a guest with non-zero RAM: idle, and at 100 and 400 MiB/s of random dirtying, with "
                 + "max-bandwidth 1 GiB/s and downtime-limit 300 ms; then idle with no bandwidth limit. Reports total "
-                + "time, downtime and throughput, and checks the targets (downtime at most 10% over the limit; idle "
+                + "time, downtime and throughput, and checks the targets (downtime at most 10%% over the limit; idle "
                 + "unlimited throughput at least 2 GiB/s)."})
 final class MigrationBench implements Callable<Integer> {
 

@@ -82,6 +82,44 @@ class FerryCliTest {
     }
 
     @Test
+    void badMigrationParametersNameTheOptionAndTheValue() {
+        String msg = usageError(ferry("migrate", "--downtime-limit", "-5"));
+        assertTrue(msg.contains("--downtime-limit") && msg.contains("-5"), msg);
+        msg = usageError(ferry("migrate", "--timeout", "0"));
+        assertTrue(msg.contains("--timeout") && msg.contains("0"), msg);
+        msg = usageError(ferry("migrate", "--warmup", "-1"));
+        assertTrue(msg.contains("--warmup") && msg.contains("-1"), msg);
+    }
+
+    @Test
+    void anUnreachableDestinationIsAFailureNotAUsageError() {
+        for (String to : new String[]{"tcp:127.0.0.1:1", "file:/nonexistent-dir/x.bin"}) {
+            Run r = ferry("migrate", "--mem", "64M", "--no-prealloc", "--to", to);
+            assertEquals(1, r.status(), r.err());
+            assertEquals(1, r.errLines().size(), r.err());
+            assertTrue(r.err().contains("cannot open " + to), r.err());
+            assertFalse(r.err().contains("Exception"), r.err());
+        }
+    }
+
+    @Test
+    void benchHelpPrintsNoPicocliWarning() {
+        java.io.PrintStream saved = System.err;
+        java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+        System.setErr(new java.io.PrintStream(captured, true));
+        try {
+            for (String bench : new String[]{"migration", "bitmap-lock", "trackers", "sync-cost", "vhost"}) {
+                Run r = ferry("bench", bench, "--help");
+                assertEquals(0, r.status(), bench + ": " + r.err());
+                assertFalse((r.out() + r.err()).contains("WARN"), bench + ": " + r.out() + r.err());
+            }
+        } finally {
+            System.setErr(saved);
+        }
+        assertFalse(captured.toString().contains("WARN"), "picocli warned on standard error: " + captured);
+    }
+
+    @Test
     void devicesListsTheVhostDevices() throws Exception {
         Run r = ferry("devices");
         assertEquals(0, r.status(), r.err());
