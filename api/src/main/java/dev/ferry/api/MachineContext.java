@@ -51,9 +51,6 @@ public interface MachineContext {
      * @param type   the key and the object's type
      * @param create makes the object on first use
      * @return the machine's object of that type
-     * @throws UnsupportedOperationException from a context that is not a machine's (a test's)
      */
-    default <T> T shared(Class<T> type, Supplier<? extends T> create) {
-        throw new UnsupportedOperationException("this context shares no objects between plugin instances");
-    }
+    <T> T shared(Class<T> type, Supplier<? extends T> create);
 }

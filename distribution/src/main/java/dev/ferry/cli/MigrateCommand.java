@@ -141,7 +141,7 @@ final class MigrateCommand implements Callable<Integer> {
             if (json) {
                 out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
             } else {
-                printSummary(out, stats, report, where);
+                printSummary(out, stats, report, where, devices);
             }
             if (stats.status() != MigrationStatus.COMPLETED) {
                 err.println("ferry migrate: " + stats.status().qemuName() + ": " + stats.error()
@@ -162,7 +162,8 @@ final class MigrateCommand implements Callable<Integer> {
                 s.dirtyPagesRate() * 4096 / 1048576.0, s.mbps() / 8.388608, s.throttlePercent());
     }
 
-    private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, String where) {
+    private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, String where,
+                                     List<Device> devices) {
         out.printf("status           %s%s%n", s.status().qemuName(), s.error().isEmpty() ? "" : " (" + s.error() + ")");
         out.printf("to               %s%n", where);
         out.printf("total time       %d ms (setup %d ms)%n", s.totalTimeMs(), s.setupTimeMs());
@@ -177,15 +178,12 @@ final class MigrateCommand implements Callable<Integer> {
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("trackers         %s%n", String.join(",", s.trackers()));
-        if (report.get("devices") instanceof Map<?, ?> devices) {
-            devices.forEach((id, stats) -> {
-                @SuppressWarnings("unchecked")
-                Map<String, Long> st = (Map<String, Long>) stats;
-                out.printf("device           %s: %s written by DMA, %d log marks taken, %d memory-section scans in "
-                                + "%d syncs%n", id, Sizes.format(st.getOrDefault("dma-bytes", 0L)),
-                        st.getOrDefault("marks-taken", 0L), st.getOrDefault("section-scans", 0L),
-                        st.getOrDefault("log-syncs", 0L));
-            });
+        for (Device d : devices) {
+            Map<String, Long> st = d.statistics();
+            out.printf("device           %s: %s written by DMA, %d log marks taken, %d memory-section scans in "
+                            + "%d syncs%n", d.id(), Sizes.format(st.getOrDefault("dma-bytes", 0L)),
+                    st.getOrDefault("marks-taken", 0L), st.getOrDefault("section-scans", 0L),
+                    st.getOrDefault("log-syncs", 0L));
         }
         if (Boolean.TRUE.equals(report.get("verified"))) {
             out.printf("verified         yes: the destination's RAM digests match the source's%n");

@@ -290,6 +290,11 @@ public final class Machine implements AutoCloseable {
         if (running) {
             device.stop();
         }
+        detach(device);
+    }
+
+    /** Unregisters a stopped device's listeners and closes it. */
+    private void detach(Device device) {
         device.memoryListeners().reversed().forEach(systemMemory::unregisterListener);
         device.close();
     }
@@ -423,20 +428,8 @@ public final class Machine implements AutoCloseable {
             // Closing goes on: the machine is going away, and its devices' failures were the
             // migration's to report while it ran.
         }
-        for (Device d : devices.reversed()) {
-            d.memoryListeners().reversed().forEach(systemMemory::unregisterListener);
-            d.close();
-        }
+        devices.reversed().forEach(this::detach);
         devices.clear();
-        for (Object o : shared.values()) {
-            if (o instanceof AutoCloseable c) {
-                try {
-                    c.close();
-                } catch (Exception e) {
-                    // Closing is best effort; the memory below goes regardless.
-                }
-            }
-        }
         accelerator.close();
         memory.close();
     }

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
@@ -99,13 +100,12 @@ public final class VhostBackends {
     }
 
     /** @return the type's current logger, if any dev logs */
-    synchronized java.util.Optional<VhostDev> logger(VhostBackendType type) {
-        List<VhostDev> list = loggers.get(type);
-        return list == null || list.isEmpty() ? java.util.Optional.empty() : java.util.Optional.of(list.getFirst());
+    Optional<VhostDev> logger(VhostBackendType type) {
+        return Optional.ofNullable(heads.get(type.ordinal()));
     }
 
     /** @return the type's current log, if a dev holds one */
-    synchronized java.util.Optional<VhostLog> currentLog(VhostBackendType type) {
-        return java.util.Optional.ofNullable(current.get(type));
+    synchronized Optional<VhostLog> currentLog(VhostBackendType type) {
+        return Optional.ofNullable(current.get(type));
     }
 }

@@ -152,10 +152,11 @@ public final class VhostDev implements MemoryListener {
         List<MemorySection> next = List.copyOf(pending);
         pending = null;
         table = next;
+        long words = VhostLog.wordsFor(tableEnd(next));
         if (wantLog && log == null && !next.isEmpty()) {
             acquireLog();
-        } else if (log != null && VhostLog.wordsFor(tableEnd(next)) > log.words()) {
-            resize(VhostLog.wordsFor(tableEnd(next)));
+        } else if (log != null && words > log.words()) {
+            resize(words);
         }
     }
 
@@ -165,11 +166,6 @@ public final class VhostDev implements MemoryListener {
             end = Math.max(end, s.end());
         }
         return end;
-    }
-
-    /** @return the memory table: the RAM sections the backend can reach */
-    public List<MemorySection> memoryTable() {
-        return table;
     }
 
     // ---- logging

@@ -100,10 +100,10 @@ public final class VhostDevice implements Device {
             for (int q = 0; q < queuesPerDev; q++) {
                 boolean data = kind == Kind.BLK || q == 0; // net: rx receives data, tx only completes
                 long used = cursor;
-                cursor += o.queueBytes(false);
+                cursor += o.ringBytes();
                 GuestRange buffers = null;
                 if (data) {
-                    buffers = new GuestRange(cursor, 4096L * o.buffers());
+                    buffers = new GuestRange(cursor, o.bufferBytes());
                     cursor += buffers.size();
                 }
                 queues.add(new VirtQueue(q, o.queueSize(), used, buffers));

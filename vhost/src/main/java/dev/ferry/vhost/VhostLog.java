@@ -172,12 +172,9 @@ public final class VhostLog {
         long outWords = Math.ceilDiv(pages, 64L);
         if (shift == 0) {
             // The usual case (sections start on 256 KiB boundaries): output word k is log word
-            // first + k, and a clean word costs one plain read.
+            // first + k, and a clean word costs takeMasked's one plain read.
             long base = firstPage >>> 6;
             for (long k = 0; k < outWords; k++) {
-                if ((long) WORD.get(log, (base + k) * 8) == 0) {
-                    continue;
-                }
                 long bits = takeMasked(base + k, rangeMask(0, Math.min(64, end - firstPage - 64 * k)));
                 if (bits != 0) {
                     sink.accept(k, bits);
@@ -203,17 +200,6 @@ public final class VhostLog {
             }
         }
         return taken;
-    }
-
-    /**
-     * As {@link #take(long, long, WordSink)}, into a little-endian bitmap: bit {@code i} of
-     * {@code out} becomes page {@code firstPage + i}'s mark.
-     *
-     * @param out at least {@code ceil(pages / 64)} words; written whole
-     */
-    public long take(long firstPage, long pages, MemorySegment out) {
-        out.asSlice(0, Math.ceilDiv(pages, 64L) * 8).fill((byte) 0);
-        return take(firstPage, pages, (k, bits) -> out.set(ValueLayout.JAVA_LONG_UNALIGNED, k * 8, bits));
     }
 
     /** @return {@code count} ones from bit {@code from} */

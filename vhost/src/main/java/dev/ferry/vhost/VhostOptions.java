@@ -62,9 +62,18 @@ public record VhostOptions(int queues, double rateMiBps, boolean random, int buf
                 o.getBoolean("log", true), scan);
     }
 
-    /** @return guest bytes for one queue: its used ring, whole pages, and its buffers if it gets data */
+    /** @return guest bytes of one queue's used ring, in whole pages */
+    long ringBytes() {
+        return Math.ceilDiv(VirtQueue.usedBytes(queueSize), 4096L) * 4096;
+    }
+
+    /** @return guest bytes of one data queue's buffers */
+    long bufferBytes() {
+        return 4096L * buffers;
+    }
+
+    /** @return guest bytes for one queue: its used ring, and its buffers if it gets data */
     long queueBytes(boolean data) {
-        long ring = Math.ceilDiv(VirtQueue.usedBytes(queueSize), 4096L) * 4096;
-        return ring + (data ? 4096L * buffers : 0);
+        return ringBytes() + (data ? bufferBytes() : 0);
     }
 }

@@ -94,8 +94,4 @@ final class VhostWorker implements Runnable {
         usedIdx[q.index()]++;
     }
 
-    /** @return transfers made since the worker was made */
-    long transfers() {
-        return transfers;
-    }
 }

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.mockito.Mockito.mock;
+import static org.mockito.Mockito.when;
 
 import dev.ferry.api.AcceleratorRequirements;
 import dev.ferry.api.Availability;
@@ -11,7 +13,6 @@ import dev.ferry.api.DirtyTrackerException;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.api.MachineContext;
 import dev.ferry.api.Options;
-import dev.ferry.api.RamBlock;
 import dev.ferry.kvm.Kvm;
 import dev.ferry.kvm.dirtylog.KvmDirtyLogProvider;
 
@@ -19,7 +20,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.ServiceLoader;
 import java.util.Set;
 
@@ -132,32 +132,8 @@ class KvmDirtyRingProviderTest {
 
     @Test
     void refusesAMachineWithoutKvm() {
-        MachineContext soft = new MachineContext() {
-            @Override
-            public String accelerator() {
-                return "soft";
-            }
-
-            @Override
-            public int vcpus() {
-                return 1;
-            }
-
-            @Override
-            public List<RamBlock> ramBlocks() {
-                return List.of();
-            }
-
-            @Override
-            public Options options() {
-                return Options.empty();
-            }
-
-            @Override
-            public <T> Optional<T> lookup(Class<T> type) {
-                return Optional.empty();
-            }
-        };
+        MachineContext soft = mock(MachineContext.class);
+        when(soft.accelerator()).thenReturn("soft");
         assertEquals("tracker kvm-dirtyring needs the kvm accelerator, but the machine runs soft",
                 assertThrows(DirtyTrackerException.class, () -> new KvmDirtyRingProvider().create(soft)).getMessage());
     }

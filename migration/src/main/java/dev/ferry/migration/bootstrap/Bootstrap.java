@@ -162,17 +162,18 @@ public final class Bootstrap {
                 }
             }
             Options opts = Options.of(options);
+            long guestMemory;
             try {
                 opts.requireOnly(p.optionNames(), "device " + type, "it understands " + (p.optionNames().isEmpty()
                         ? "no options" : String.join(", ", new java.util.TreeSet<>(p.optionNames()))) + " (and count)");
-                p.guestMemory(opts); // validates the options before anything is built
+                guestMemory = p.guestMemory(opts); // validates the options before anything is built
             } catch (IllegalArgumentException e) {
                 throw new UsageException(e.getMessage().startsWith("device ") ? e.getMessage()
                         : "device " + type + ": " + e.getMessage());
             }
             for (int i = 0; i < count; i++) {
                 int index = next.merge(type, 1, Integer::sum) - 1;
-                out.add(new DeviceRequest(p, type + index, opts));
+                out.add(new DeviceRequest(p, type + index, opts, guestMemory));
             }
         }
         return out;
@@ -379,16 +380,9 @@ public final class Bootstrap {
      * @throws UsageException for a configuration the accelerator, a tracker or a device refuses
      */
     public TrackedMachine build(Plan plan, MachineConfig config, List<DeviceRequest> deviceRequests) {
-        long[] deviceBytes = new long[deviceRequests.size()];
         long deviceMemory = config.deviceMemory();
-        for (int i = 0; i < deviceBytes.length; i++) {
-            DeviceRequest r = deviceRequests.get(i);
-            try {
-                deviceBytes[i] = r.provider().guestMemory(r.options());
-            } catch (IllegalArgumentException e) {
-                throw new UsageException("device " + r.id() + ": " + e.getMessage());
-            }
-            deviceMemory += deviceBytes[i];
+        for (DeviceRequest r : deviceRequests) {
+            deviceMemory += r.guestMemory();
         }
         if (deviceMemory > 0 && deviceMemory >= config.ramSize()) {
             throw new UsageException(String.format("the devices need %.1f MiB of guest RAM for their rings and buffers, "
@@ -409,12 +403,11 @@ public final class Bootstrap {
                 attached.add(t);
                 machine.systemMemory().registerListener(t);
             }
-            for (int i = 0; i < deviceBytes.length; i++) {
-                DeviceRequest r = deviceRequests.get(i);
+            for (DeviceRequest r : deviceRequests) {
                 Device d;
                 try {
                     d = r.provider().create(r.id(), machine.deviceContext(r.options(),
-                            deviceBytes[i] == 0 ? null : machine.allocateDeviceMemory(deviceBytes[i])));
+                            r.guestMemory() == 0 ? null : machine.allocateDeviceMemory(r.guestMemory())));
                 } catch (IllegalArgumentException e) {
                     throw new UsageException("device " + r.id() + ": " + e.getMessage());
                 }
