@@ -1,8 +1,7 @@
 package dev.ferry.api;
 
-import java.io.DataInput;
-import java.io.DataOutput;
-import java.io.IOException;
+import dev.ferry.api.vmstate.VMState;
+
 import java.util.List;
 import java.util.Map;
 
@@ -26,26 +25,24 @@ import java.util.Map;
  * every write.
  *
  * <h2>State</h2>
- * The source saves the state after the vCPUs stop; the destination loads every device's state
- * inside one memory transaction before the vCPUs resume.
+ * The source saves the state ({@link #vmstate()}) after the vCPUs and devices stop; the
+ * destination loads every device's state inside one memory transaction before the vCPUs resume,
+ * so that post-load hooks that map BARs or enable regions cost one topology update in all.
  */
 public interface Device extends AutoCloseable {
 
     /** @return the device's id, unique within a machine, e.g. {@code "vhost-net0"} */
     String id();
 
-    /** @return the version of the state format {@link #save} writes */
-    int version();
-
-    /** Writes the device state. */
-    void save(DataOutput out) throws IOException;
-
     /**
-     * Reads state written by {@link #save} of a source running format {@code version}.
+     * The device's state and how it migrates: a description bound to the object that holds the
+     * state (usually the device itself). The source saves it after the device has stopped; the
+     * destination, which created its device from the same provider and options, loads the
+     * source's state into it before starting it.
      *
-     * @throws IOException if the state is malformed; the device must then be left as it was
+     * @return the state; called once per save or load
      */
-    void load(DataInput in, int version) throws IOException;
+    VMState<?> vmstate();
 
     /**
      * The listeners the engine registers on the system address space for as long as the device
@@ -56,6 +53,16 @@ public interface Device extends AutoCloseable {
      */
     default List<MemoryListener> memoryListeners() {
         return List.of();
+    }
+
+    /**
+     * The machine boots with this device: do what the firmware and the guest driver would have
+     * done by now (assign and enable the BARs, set up the queues). Not called on a machine that
+     * waits for an incoming migration: there the device stays as reset until its state is loaded,
+     * and its post-load does the same from the source's state, as QEMU's devices do under
+     * {@code -incoming}.
+     */
+    default void boot() {
     }
 
     /** The machine starts or resumes running: the backend may start writing guest memory. */

@@ -53,4 +53,15 @@ public interface MachineContext {
      * @return the machine's object of that type
      */
     <T> T shared(Class<T> type, Supplier<? extends T> create);
+
+    /**
+     * Assigns guest-physical space for one of the device's BARs, as the firmware does when it
+     * enumerates a PCI bus: above RAM, aligned to its size, never overlapping another BAR. A
+     * machine hands out the same addresses for the same sequence of requests.
+     *
+     * @param size a power of two, at least 4096
+     * @return the BAR's guest-physical address
+     * @throws IllegalArgumentException if the size is not a power of two of at least 4096
+     */
+    long assignBar(long size);
 }

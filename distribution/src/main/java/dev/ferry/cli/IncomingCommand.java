@@ -37,6 +37,11 @@ final class IncomingCommand implements Callable<Integer> {
     @Option(names = "--no-prealloc", negatable = false, description = "Do not fault the guest's RAM in before loading.")
     boolean noPrealloc;
 
+    @Option(names = "--vmstate-load", paramLabel = "MODE", defaultValue = "batched",
+            description = "How device state is applied: batched (all devices in one memory transaction) or "
+                    + "per-device (a commit per device). Default: ${DEFAULT-VALUE}.")
+    String deviceLoad;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -48,8 +53,8 @@ final class IncomingCommand implements Callable<Integer> {
         MigrationUri uri = MigrationUri.parse(uriText);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Incoming incoming = new Incoming(Bootstrap.create().acceleratorProviders(), MigrateCommand.totalMemory(),
-                !noPrealloc);
+        Incoming incoming = Bootstrap.create().incoming(MigrateCommand.totalMemory(), !noPrealloc,
+                deviceLoad());
         Channels.Listener listener;
         try {
             listener = Channels.listen(uri);
@@ -82,6 +87,7 @@ final class IncomingCommand implements Callable<Integer> {
             out.printf("received         %s in %d ms, %d pages, RAM %s%n", Sizes.format(r.bytes()),
                     r.loadNanos() / 1_000_000, r.pages(),
                     r.verified() ? "verified by the source's digests" : "not verified (no return path)");
+            out.printf("device state     %s%n", r.deviceLoad().summary());
             boolean sequential = m.config().workload().pattern() == Pattern.SEQUENTIAL;
             Image before = sequential ? Image.of(m) : null;
             if (sequential) {
@@ -110,6 +116,14 @@ final class IncomingCommand implements Callable<Integer> {
             } finally {
                 m.resume();
             }
+        }
+    }
+
+    private Incoming.DeviceLoad deviceLoad() {
+        try {
+            return Incoming.DeviceLoad.parse(deviceLoad);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--vmstate-load " + e.getMessage());
         }
     }
 }

@@ -68,6 +68,12 @@ final class MigrateCommand implements Callable<Integer> {
             description = "How long the guest runs before the migration starts, in ms. Default: ${DEFAULT-VALUE}.")
     long warmupMs;
 
+    @Option(names = "--vmstate-load", paramLabel = "MODE", defaultValue = "batched",
+            description = "How the destination applies device state: batched (all devices in one memory "
+                    + "transaction, one topology update) or per-device (a commit per device, for comparison). "
+                    + "Default: ${DEFAULT-VALUE}.")
+    String vmstateLoad;
+
     @Option(names = "--json", description = "Print the statistics as JSON (query-migrate names).")
     boolean json;
 
@@ -85,6 +91,7 @@ final class MigrateCommand implements Callable<Integer> {
         if (warmupMs < 0) {
             throw new IllegalArgumentException("--warmup must not be negative, got " + warmupMs);
         }
+        deviceLoad(); // a bad word fails before anything is built
         MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(maxBandwidth)
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
                 .withAutoConverge(!noAutoConverge);
@@ -125,7 +132,7 @@ final class MigrateCommand implements Callable<Integer> {
                     }
                 } else {
                     LoopbackMigration.Outcome outcome = LoopbackMigration.run(source, params,
-                            bootstrap.acceleratorProviders(), totalMemory(), !machine.noPrealloc, onProgress);
+                            bootstrap.incoming(totalMemory(), !machine.noPrealloc, deviceLoad()), onProgress);
                     stats = outcome.stats();
                     report = new LinkedHashMap<>(stats.toQemuMap());
                     report.putAll(checkDestination(outcome, machine));
@@ -191,6 +198,9 @@ final class MigrateCommand implements Callable<Integer> {
             out.printf("verified         no%s%n", report.containsKey("verified-why-not")
                     ? ": " + report.get("verified-why-not") : "");
         }
+        if (report.get("device-state-load") instanceof Incoming.DeviceLoadStats d) {
+            out.printf("device state     %s%n", d.summary());
+        }
         if (report.containsKey("destination-guest")) {
             out.printf("destination      %s%n", report.get("destination-guest"));
         }
@@ -210,6 +220,7 @@ final class MigrateCommand implements Callable<Integer> {
             return r;
         }
         Incoming.Result in = outcome.destination().get();
+        r.put("device-state-load", in.deviceLoad());
         try (Machine dest = in.machine()) {
             long before = dest.pagesWritten();
             Thread.sleep(300);
@@ -229,5 +240,13 @@ final class MigrateCommand implements Callable<Integer> {
             r.put("destination-running", running);
         }
         return r;
+    }
+
+    private Incoming.DeviceLoad deviceLoad() {
+        try {
+            return Incoming.DeviceLoad.parse(vmstateLoad);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--vmstate-load " + e.getMessage());
+        }
     }
 }

@@ -7,6 +7,7 @@ import dev.ferry.machine.MachineConfig;
 import dev.ferry.memory.MemfdRamBlock;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.Incoming;
 import dev.ferry.migration.LoopbackMigration;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
@@ -107,8 +108,9 @@ final class MigrationBench implements Callable<Integer> {
                     source.machine().start();
                     Thread.sleep(300);
                     err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
-                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
-                            MigrateCommand.totalMemory(), true, x -> { });
+                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params,
+                            bootstrap.incoming(MigrateCommand.totalMemory(), true, Incoming.DeviceLoad.BATCHED),
+                            x -> { });
                     s = o.stats();
                     destinationOk = o.destination().isPresent();
                     o.destination().ifPresent(d -> d.machine().close());

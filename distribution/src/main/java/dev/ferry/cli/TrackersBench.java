@@ -6,6 +6,7 @@ import dev.ferry.api.DirtyTracker;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.Incoming;
 import dev.ferry.migration.LoopbackMigration;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
@@ -189,8 +190,8 @@ final class TrackersBench implements Callable<Integer> {
         try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
             MigrationBench.fillWithData(source.machine());
             source.machine().start();
-            LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
-                    MigrateCommand.totalMemory(), true, x -> { });
+            LoopbackMigration.Outcome o = LoopbackMigration.run(source, params,
+                    bootstrap.incoming(MigrateCommand.totalMemory(), true, Incoming.DeviceLoad.BATCHED), x -> { });
             o.destination().ifPresent(d -> d.machine().close());
             MigrationStats s = o.stats();
             Map<String, Long> stats = new LinkedHashMap<>();

@@ -89,6 +89,10 @@ class FerryCliTest {
         assertTrue(msg.contains("--timeout") && msg.contains("0"), msg);
         msg = usageError(ferry("migrate", "--warmup", "-1"));
         assertTrue(msg.contains("--warmup") && msg.contains("-1"), msg);
+        msg = usageError(ferry("migrate", "--vmstate-load", "lazy"));
+        assertTrue(msg.contains("--vmstate-load must be batched or per-device, got 'lazy'"), msg);
+        msg = usageError(ferry("incoming", "--vmstate-load", "lazy", "tcp:127.0.0.1:0"));
+        assertTrue(msg.contains("--vmstate-load"), msg);
     }
 
     @Test

@@ -7,6 +7,7 @@ import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
 import dev.ferry.machine.workload.Workload;
+import dev.ferry.migration.Incoming;
 import dev.ferry.migration.LoopbackMigration;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
@@ -59,8 +60,8 @@ class KvmMigrationTest {
             Machine src = source.machine();
             src.start();
             Guests.awaitWrites(src, 2000);
-            LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, bootstrap.acceleratorProviders(),
-                    RAM, false, s -> { });
+            LoopbackMigration.Outcome o = LoopbackMigration.run(source, params,
+                    bootstrap.incoming(RAM, false, Incoming.DeviceLoad.BATCHED), s -> { });
             MigrationStats s = o.stats();
             assertEquals(MigrationStatus.COMPLETED, s.status(), s.error());
             assertTrue(o.destination().isPresent(), () -> o.destinationError().orElse("no destination"));

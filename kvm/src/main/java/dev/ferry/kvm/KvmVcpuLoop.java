@@ -163,6 +163,11 @@ public final class KvmVcpuLoop implements VcpuLoop {
      * Saves struct kvm_regs and struct kvm_sregs. Call with the vCPU stopped (machine paused).
      */
     @Override
+    public int stateBytes() {
+        return STATE_BYTES;
+    }
+
+    @Override
     public byte[] saveState() {
         vcpu.completePendingIo();
         byte[] regs = vcpu.getRegs().toBytes();

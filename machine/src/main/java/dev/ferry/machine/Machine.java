@@ -36,6 +36,8 @@ public final class Machine implements AutoCloseable {
 
     /** Name of the guest RAM block and region, as QEMU's PC machine. */
     public static final String RAM_NAME = "pc.ram";
+    /** BARs go from the first GiB boundary above RAM (at least 1 GiB) upwards. */
+    static final long BAR_BASE = 1L << 30;
 
     private final MachineConfig config;
     private final MemorySystem memory;
@@ -55,6 +57,9 @@ public final class Machine implements AutoCloseable {
     /** Next free byte of the device memory at the top of RAM. */
     private long deviceMemoryNext;
     private final Map<Class<?>, Object> shared = new ConcurrentHashMap<>();
+    private final List<Device> cpus = new ArrayList<>();
+    /** Next free guest-physical address for a BAR: above RAM, as firmware places 64-bit BARs. */
+    private long nextBar;
 
     private Machine(MachineConfig requested, Accelerator accelerator) {
         this.config = reserve(requested, accelerator.reservedRamBytes());
@@ -77,7 +82,9 @@ public final class Machine implements AutoCloseable {
                 controls.add(new VcpuControl(i, runState, pagesPerSecond));
                 loops.add(accelerator.createVcpu(i, new VcpuSetup(config.workload(), ram, slice[0], slice[1],
                         config.vcpus())));
+                cpus.add(new CpuDevice(i, loops.getLast()));
             }
+            this.nextBar = Math.max(BAR_BASE, Math.ceilDiv(config.ramSize(), BAR_BASE) * BAR_BASE);
         } catch (RuntimeException e) {
             accelerator.close();
             memory.close();
@@ -304,6 +311,27 @@ public final class Machine implements AutoCloseable {
         return List.copyOf(devices);
     }
 
+    /**
+     * @return everything with state that migrates, in the order it goes in the stream (QEMU's
+     *         savevm handlers): the vCPUs as devices {@code cpu0, cpu1, ...} (description "cpu"),
+     *         then the plugged devices in plug order
+     */
+    public synchronized List<Device> migratableDevices() {
+        List<Device> all = new ArrayList<>(cpus);
+        all.addAll(devices);
+        return all;
+    }
+
+    /** Assigns guest-physical space for a BAR above RAM, naturally aligned (see {@link MachineContext#assignBar}). */
+    public synchronized long assignBar(long size) {
+        if (size < 4096 || Long.bitCount(size) != 1) {
+            throw new IllegalArgumentException("a BAR's size must be a power of two of at least 4096, got " + size);
+        }
+        long at = Math.ceilDiv(nextBar, size) * size;
+        nextBar = at + size;
+        return at;
+    }
+
     private void kickAll() {
         loops.forEach(VcpuLoop::kick);
     }
@@ -388,12 +416,20 @@ public final class Machine implements AutoCloseable {
             if (type == MemorySystem.class) {
                 return Optional.of(type.cast(memory));
             }
+            if (type == AddressSpace.class) {
+                return Optional.of(type.cast(systemMemory));
+            }
             return accelerator.lookup(type);
         }
 
         @Override
         public Optional<GuestRange> deviceMemory() {
             return Optional.ofNullable(deviceMemory);
+        }
+
+        @Override
+        public long assignBar(long size) {
+            return Machine.this.assignBar(size);
         }
 
         @Override

@@ -13,6 +13,9 @@ public interface VcpuLoop {
     default void kick() {
     }
 
+    /** @return the size of {@link #saveState()}'s result, fixed by the accelerator; reading it has no side effects */
+    int stateBytes();
+
     /** @return the vCPU's state (registers, or the workload cursor), to move it to another machine */
     byte[] saveState();
 

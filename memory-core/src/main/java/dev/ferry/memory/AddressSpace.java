@@ -66,6 +66,7 @@ public final class AddressSpace {
     }
 
     FlatView render() {
+        owner.countRender();
         return FlatView.render(name, root, owner.globalDirtyLog());
     }
 
@@ -179,6 +180,8 @@ public final class AddressSpace {
         List<MemorySection> newSections = newView.sections();
         List<MemoryListener> forward = listeners;
         List<MemoryListener> reverse = listeners.reversed();
+        int n = listeners.size();
+        long calls = 0;
         int io = 0;
         int in = 0;
         while (io < olds.length || in < news.length) {
@@ -189,6 +192,7 @@ public final class AddressSpace {
                 if (!adding) {
                     MemorySection s = oldSections.get(io);
                     reverse.forEach(l -> l.regionDel(s));
+                    calls += n;
                 }
                 io++;
             } else if (frold != null && frold.sameMapping(frnew)) {
@@ -198,12 +202,15 @@ public final class AddressSpace {
                 if (!adding) {
                     if ((oldMask & ~newMask) != 0) {
                         reverse.forEach(l -> l.logStop(s, oldMask, newMask));
+                        calls += n;
                     }
                 } else {
                     if ((newMask & ~oldMask) != 0) {
                         forward.forEach(l -> l.logStart(s, oldMask, newMask));
+                        calls += n;
                     }
                     forward.forEach(l -> l.regionNop(s));
+                    calls += n;
                 }
                 io++;
                 in++;
@@ -211,10 +218,12 @@ public final class AddressSpace {
                 if (adding) {
                     MemorySection s = newSections.get(in);
                     forward.forEach(l -> l.regionAdd(s));
+                    calls += n;
                 }
                 in++;
             }
         }
+        owner.countListenerCalls(calls);
     }
 
     void logSync(boolean lastStage) {
@@ -260,16 +269,15 @@ public final class AddressSpace {
      * @throws IllegalArgumentException if part of the range is unmapped or read-only
      */
     public void write(long address, MemorySegment src) {
-        FlatView view = flatView();
+        FlatView view = committedOrNull();
         long done = 0;
         long length = src.byteSize();
         while (done < length) {
             long addr = address + done;
-            int i = view.indexOf(addr);
-            if (i < 0) {
+            FlatRange fr = rangeAt(view, addr);
+            if (fr == null) {
                 throw new IllegalArgumentException(String.format("write to unmapped guest address 0x%x in %s", addr, name));
             }
-            FlatRange fr = view.range(i);
             if (fr.readOnly()) {
                 throw new IllegalArgumentException(String.format("write to read-only guest address 0x%x (%s)",
                         addr, fr.region().name()));
@@ -296,16 +304,15 @@ public final class AddressSpace {
      * @throws IllegalArgumentException if part of the range is unmapped
      */
     public void read(long address, MemorySegment dst) {
-        FlatView view = flatView();
+        FlatView view = committedOrNull();
         long done = 0;
         long length = dst.byteSize();
         while (done < length) {
             long addr = address + done;
-            int i = view.indexOf(addr);
-            if (i < 0) {
+            FlatRange fr = rangeAt(view, addr);
+            if (fr == null) {
                 throw new IllegalArgumentException(String.format("read from unmapped guest address 0x%x in %s", addr, name));
             }
-            FlatRange fr = view.range(i);
             long n = Math.min(length - done, fr.end() - addr);
             long inRegion = fr.offsetInRegion() + (addr - fr.address());
             MemfdRamBlock block = fr.region().ramBlock();
@@ -318,6 +325,27 @@ public final class AddressSpace {
             }
             done += n;
         }
+    }
+
+    /**
+     * The view accesses go through: the committed one, or null inside a transaction with changes
+     * pending on this thread. Then each access walks the region graph instead, so a device that
+     * reads guest memory while the destination loads device state sees the topology loaded so far
+     * without a render per read (seed 003: the load costs one render, at its commit).
+     */
+    private FlatView committedOrNull() {
+        if (!owner.updatePendingOnThisThread()) {
+            return current;
+        }
+        return uncommitted; // rendered already if someone asked for the whole view; else walk
+    }
+
+    private FlatRange rangeAt(FlatView view, long address) {
+        if (view == null) {
+            return FlatView.resolve(root, address);
+        }
+        int i = view.indexOf(address);
+        return i < 0 ? null : view.range(i);
     }
 
     void close() {

@@ -98,6 +98,62 @@ public final class FlatView {
         }
     }
 
+    /**
+     * What {@link #render} would map at {@code address}, found by walking the region graph
+     * instead of rendering it (QEMU's address_space_translate, without a flat view): how a
+     * device reads guest memory in the middle of a batched load, where the topology it sees has
+     * not been rendered yet. The same rules as the render apply: subregions in priority order,
+     * then the terminal region itself in the gaps they leave.
+     *
+     * @return a range starting at {@code address} that maps to one region for its whole length
+     *         (possibly shorter than the render's range, never longer), or null if nothing is mapped
+     */
+    static FlatRange resolve(MemoryRegion root, long address) {
+        return root == null ? null : resolve(root, 0, 0, root.size(), false, address, new long[1]);
+    }
+
+    /**
+     * @param next on a miss, set to the lowest address above {@code address} where this region
+     *             may map something (conservatively low), so that a lower-priority hit stops there
+     */
+    private static FlatRange resolve(MemoryRegion mr, long base, long clipStart, long clipEnd, boolean readOnly,
+                                     long address, long[] next) {
+        next[0] = Long.MAX_VALUE;
+        if (!mr.isEnabled()) {
+            return null;
+        }
+        long start = Math.max(base, clipStart);
+        long regionEnd = base > Long.MAX_VALUE - mr.size() ? Long.MAX_VALUE : base + mr.size();
+        long end = Math.min(regionEnd, clipEnd);
+        if (start >= end || address >= end) {
+            return null;
+        }
+        if (address < start) {
+            next[0] = start;
+            return null;
+        }
+        readOnly |= mr.isReadOnly();
+        if (mr.aliasTarget() != null) {
+            return resolve(mr.aliasTarget(), base - mr.aliasOffset(), start, end, readOnly, address, next);
+        }
+        // Subregions of higher priority that miss the address may still claim from some point
+        // after it: a lower-priority hit ends there at the latest.
+        long limit = end;
+        for (MemoryRegion sub : mr.subregions()) {
+            FlatRange hit = resolve(sub, base + sub.address(), start, end, readOnly, address, next);
+            if (hit != null) {
+                return hit.end() > limit ? new FlatRange(hit.region(), address, limit - address,
+                        hit.offsetInRegion(), hit.readOnly(), 0) : hit;
+            }
+            limit = Math.min(limit, next[0]);
+        }
+        if (!mr.isTerminal()) {
+            next[0] = limit < end ? limit : Long.MAX_VALUE;
+            return null;
+        }
+        return new FlatRange(mr, address, limit - address, address - base, readOnly, 0);
+    }
+
     private static List<FlatRange> simplify(List<FlatRange> in) {
         List<FlatRange> out = new ArrayList<>(in.size());
         for (FlatRange fr : in) {

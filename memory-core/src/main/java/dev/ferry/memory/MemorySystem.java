@@ -28,6 +28,9 @@ public final class MemorySystem implements AutoCloseable {
     private boolean updatePending;
     private boolean globalDirtyLog;
     private long commits;
+    // Written under the lock, read from anywhere.
+    private volatile long listenerCalls;
+    private final java.util.concurrent.atomic.LongAdder renders = new java.util.concurrent.atomic.LongAdder();
 
     // ---- regions and RAM
 
@@ -140,6 +143,27 @@ public final class MemorySystem implements AutoCloseable {
         return commits;
     }
 
+    /** @return how many flat views have been rendered, committed or on demand inside a transaction */
+    public long flatViewRenders() {
+        return renders.sum();
+    }
+
+    void countRender() {
+        renders.increment();
+    }
+
+    /**
+     * @return listener callbacks made by topology passes (begin, region add/del/nop, log
+     *         start/stop, commit): what a commit costs the accelerator and every vhost dev
+     */
+    public long listenerCalls() {
+        return listenerCalls;
+    }
+
+    void countListenerCalls(long n) {
+        listenerCalls += n; // under the lock: passes run inside a commit
+    }
+
     /** A change to the graph: done inside a transaction and marked pending. */
     void update(Runnable change) {
         begin();
@@ -164,6 +188,7 @@ public final class MemorySystem implements AutoCloseable {
         }
         updateRamBlockLogging(views);
         List<MemoryListener> all = allListeners();
+        listenerCalls += 2L * all.size();
         all.forEach(MemoryListener::begin);
         try {
             for (int i = 0; i < addressSpaces.size(); i++) {

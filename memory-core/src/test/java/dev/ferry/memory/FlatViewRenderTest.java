@@ -14,6 +14,8 @@ import java.util.Random;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
@@ -453,6 +455,47 @@ class FlatViewRenderTest {
             if (n < total / 50) {
                 fail(String.format("generator coverage too thin: %d alias hops, %d unmapped, %d read-only, %d I/O,"
                         + " %d RAM pages of %d", aliasHops, unmappedPages, readOnlyPages, ioPages, ramPages, total));
+            }
+        }
+    }
+
+    /**
+     * The region-graph walk reads go through inside a transaction with changes pending finds,
+     * at every page and at an address inside it, what the render maps there, and never claims
+     * a longer stretch than the render's range.
+     */
+    @Test
+    void walkingTheGraphFindsWhatTheRenderMaps() {
+        for (int graph = 0; graph < GRAPHS; graph++) {
+            long seed = BASE_SEED + graph;
+            Graph g = new Graph(new Random(seed));
+            try {
+                g.build();
+                for (int step = 0; step < 3; step++) {
+                    FlatView view = g.as.flatView();
+                    for (long page = 0; page <= g.root.size / PAGE; page++) {
+                        for (long addr : new long[] {page * PAGE, page * PAGE + 1 + g.rnd.nextInt((int) PAGE - 1)}) {
+                            FlatRange walked = FlatView.resolve(g.root.mr, addr);
+                            int i = view.indexOf(addr);
+                            if (i < 0) {
+                                assertNull(walked, "seed " + seed + " 0x" + Long.toHexString(addr));
+                                continue;
+                            }
+                            FlatRange fr = view.range(i);
+                            String at = "seed " + seed + " 0x" + Long.toHexString(addr) + ": render " + fr
+                                    + ", walk " + walked;
+                            assertNotNull(walked, at);
+                            assertSame(fr.region(), walked.region(), at);
+                            assertEquals(fr.offsetInRegion() + (addr - fr.address()), walked.offsetInRegion(), at);
+                            assertEquals(fr.readOnly(), walked.readOnly(), at);
+                            assertEquals(addr, walked.address(), at);
+                            assertTrue(walked.size() > 0 && walked.end() <= fr.end(), at);
+                        }
+                    }
+                    g.mutate();
+                }
+            } finally {
+                g.ms.close();
             }
         }
     }

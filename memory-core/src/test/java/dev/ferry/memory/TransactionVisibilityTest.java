@@ -12,6 +12,7 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -119,6 +120,42 @@ class TransactionVisibilityTest {
         assertSame(as.flatView(), after);
         assertTrue(after.lookup(0).readOnly());
         assertEquals("b", after.lookup(0x80000).region());
+    }
+
+    /**
+     * A device's post-load reads guest memory through the address space in the middle of a
+     * batched load: it sees the regions mapped so far, other threads do not, and nothing is
+     * rendered or told to listeners until the one commit.
+     */
+    @Test
+    void readsInsideATransactionSeeTheLoadedTopologyWithoutARender() throws Exception {
+        try (Arena arena = Arena.ofConfined()) {
+            ram1.host().set(ValueLayout.JAVA_LONG, 8, 0x5eed_cafeL);
+            long renders = ms.flatViewRenders();
+            long commits = ms.topologyCommits();
+            ms.begin();
+            root.addSubregion(0x40000, b);
+            MemorySegment word = arena.allocate(8);
+            as.read(0x40008, word);
+            assertEquals(0x5eed_cafeL, word.get(ValueLayout.JAVA_LONG, 0), "the transaction's thread reads the new BAR");
+            b.setAddress(0x80000);
+            as.read(0x80008, word);
+            assertEquals(0x5eed_cafeL, word.get(ValueLayout.JAVA_LONG, 0));
+            word.set(ValueLayout.JAVA_LONG, 0, 7);
+            as.write(0x80010, word);
+            assertEquals(7, ram1.host().get(ValueLayout.JAVA_LONG, 0x10));
+            assertThrows(ExecutionException.class, () -> other.submit(() -> {
+                try (Arena a2 = Arena.ofConfined()) {
+                    as.read(0x80008, a2.allocate(8)); // unmapped in the committed view
+                }
+            }).get(5, TimeUnit.SECONDS));
+            assertEquals(renders, ms.flatViewRenders(), "reads walk the graph: no render before the commit");
+            assertEquals(List.of(), log);
+            ms.commit();
+            assertEquals(renders + 1, ms.flatViewRenders());
+            assertEquals(commits + 1, ms.topologyCommits());
+            assertEquals(List.of("R begin", "R nop a@0x0+0x10000", "R add b@0x80000+0x10000", "R commit"), log);
+        }
     }
 
     @Test

@@ -1,45 +1,113 @@
 package dev.ferry.migration;
 
 import dev.ferry.api.Availability;
+import dev.ferry.api.Device;
+import dev.ferry.api.DeviceProvider;
+import dev.ferry.api.Options;
 import dev.ferry.machine.AcceleratorProvider;
 import dev.ferry.machine.Machine;
+import dev.ferry.memory.MemorySystem;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.DeviceRequest;
 import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.ram.RamLoader;
 import dev.ferry.migration.stream.QemuFormat;
 import dev.ferry.migration.stream.StreamException;
 import dev.ferry.migration.stream.StreamReader;
+import dev.ferry.vmstate.VMStateException;
+import dev.ferry.vmstate.VMStateLoader;
 
 import java.io.IOException;
 import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
 /**
  * The destination side of a migration (QEMU's qemu_loadvm_state and ram_load): builds the
- * machine the stream names, loads RAM and vCPU state, reports RAM digests on the return path,
- * and runs the guest once the source says GO. Everything read is checked before use; a bad
- * stream is rejected with the byte offset and the reason, and leaves nothing running.
+ * machine the stream names and plugs its devices (not booted: they wait for their state), loads
+ * RAM, then vCPU and device state, reports RAM digests on the return path, and runs the guest
+ * once the source says GO. Everything read is checked before use; a bad stream is rejected with
+ * the byte offset and the reason, and leaves nothing running.
+ *
+ * <p>Device state (seed 003): every device section is read and checked first, then all are
+ * applied inside one memory transaction, so the BARs and regions their post-loads map cost one
+ * flat-view render and one listener pass in all. Post-loads that read guest memory through the
+ * address space see the topology loaded so far ({@link dev.ferry.memory.AddressSpace#read}).
+ * {@link DeviceLoad#PER_DEVICE} applies each device in a transaction of its own instead, for
+ * comparison: a commit per device, as QEMU does.
  */
 public final class Incoming {
 
-    /** Longest configuration name accepted. */
-    private static final int MAX_CONFIGURATION = 4096;
+    /** Longest configuration name accepted: the machine and up to a few hundred devices. */
+    private static final int MAX_CONFIGURATION = 64 << 10;
+
+    /** How device state is applied. */
+    public enum DeviceLoad {
+        /** All devices in one memory transaction: one commit for the whole load. */
+        BATCHED,
+        /** Each device in a transaction of its own: a commit per device. */
+        PER_DEVICE;
+
+        /** @return the value for a command-line word: batched or per-device */
+        public static DeviceLoad parse(String s) {
+            return switch (s) {
+                case "batched" -> BATCHED;
+                case "per-device" -> PER_DEVICE;
+                default -> throw new IllegalArgumentException("must be batched or per-device, got '" + s + "'");
+            };
+        }
+
+        @Override
+        public String toString() {
+            return this == BATCHED ? "batched" : "per-device";
+        }
+    }
+
+    /**
+     * What loading the non-iterable state cost.
+     *
+     * @param mode          how it was applied
+     * @param sections      device sections loaded (vCPUs included)
+     * @param nanos         time from the first apply to the last commit
+     * @param commits       topology commits it made
+     * @param renders       flat views it rendered
+     * @param listenerCalls listener callbacks its commits made
+     */
+    public record DeviceLoadStats(DeviceLoad mode, int sections, long nanos, long commits, long renders,
+                                  long listenerCalls) {
+        /** @return one line for a summary */
+        public String summary() {
+            return String.format("%d sections %s in %.1f ms: %d topology commit%s, %d flat-view render%s, "
+                    + "%d listener calls", sections, mode, nanos / 1e6, commits, commits == 1 ? "" : "s", renders,
+                    renders == 1 ? "" : "s", listenerCalls);
+        }
+    }
 
     private final Map<String, AcceleratorProvider> accelerators;
+    private final Map<String, DeviceProvider> devices;
     private final long maxRamBytes;
     private final boolean preallocate;
+    private final DeviceLoad deviceLoad;
 
     /**
      * @param accelerators the accelerators this host has, by name
+     * @param devices      the device types this host has, by name
      * @param maxRamBytes  refuse streams of bigger guests than this
      * @param preallocate  fault the destination's RAM in before loading (QEMU's -mem-prealloc)
+     * @param deviceLoad   how device state is applied
      */
-    public Incoming(Map<String, AcceleratorProvider> accelerators, long maxRamBytes, boolean preallocate) {
+    public Incoming(Map<String, AcceleratorProvider> accelerators, Map<String, DeviceProvider> devices,
+                    long maxRamBytes, boolean preallocate, DeviceLoad deviceLoad) {
         this.accelerators = Map.copyOf(accelerators);
+        this.devices = Map.copyOf(devices);
         this.maxRamBytes = maxRamBytes;
         this.preallocate = preallocate;
+        this.deviceLoad = deviceLoad;
     }
 
     /**
@@ -50,8 +118,14 @@ public final class Incoming {
      * @param pages     pages loaded
      * @param verified  whether the source confirmed the RAM digests (false for a file)
      * @param loadNanos time from the first byte to the guest running
+     * @param deviceLoad what loading the device state cost
      */
-    public record Result(Machine machine, long bytes, long pages, boolean verified, long loadNanos) {
+    public record Result(Machine machine, long bytes, long pages, boolean verified, long loadNanos,
+                         DeviceLoadStats deviceLoad) {
+    }
+
+    /** A device section read and checked, waiting to be applied; {@code at} is where its section began. */
+    private record PendingState(Device device, VMStateLoader.Pending pending, long at) {
     }
 
     /**
@@ -76,7 +150,8 @@ public final class Incoming {
                 throw new StreamException(4, "unsupported stream version " + version + ", expected 3");
             }
             RamLoader ramLoader = null;
-            byte[][] vcpuStates = null;
+            Map<String, Device> bySection = null;
+            List<PendingState> states = new ArrayList<>();
             Map<Integer, String> sections = new HashMap<>();
             loop:
             while (true) {
@@ -92,7 +167,7 @@ public final class Incoming {
                         }
                         machine = createMachine(in, at);
                         ramLoader = new RamLoader(machine.memory().ramBlocks());
-                        vcpuStates = new byte[machine.vcpus()][];
+                        bySection = sectionsOf(machine);
                         if (rp.isPresent()) {
                             ReturnPath.send(rp.get(), ReturnPath.READY, new byte[0]);
                         }
@@ -114,18 +189,17 @@ public final class Incoming {
                             }
                             sections.put(id, idstr);
                             ramLoader.load(in);
-                        } else if ("cpu".equals(idstr) && type == QemuFormat.SECTION_FULL) {
-                            if (instance < 0 || instance >= machine.vcpus() || vcpuStates[instance] != null) {
-                                throw new StreamException(at, "unexpected state for vCPU " + instance);
-                            }
-                            if (sectionVersion != 1) {
-                                throw new StreamException(at, "vCPU state version " + sectionVersion + ", expected 1");
-                            }
+                        } else if (type == QemuFormat.SECTION_FULL && bySection.containsKey(key(idstr, instance))) {
+                            Device d = bySection.remove(key(idstr, instance));
                             sections.put(id, idstr);
-                            // The state's size is fixed by the accelerator, which both sides share.
-                            vcpuStates[instance] = in.getBytes(machine.vcpu(instance).saveState().length);
+                            try {
+                                states.add(new PendingState(d, VMStateLoader.read(in, d.vmstate(), sectionVersion), at));
+                            } catch (VMStateException e) {
+                                throw new StreamException(at, "device " + d.id() + ": " + e.getMessage());
+                            }
                         } else {
-                            throw new StreamException(at, "unknown section '" + idstr + "' instance " + instance);
+                            throw new StreamException(at, "unknown section '" + idstr + "' instance " + instance
+                                    + (type == QemuFormat.SECTION_FULL ? " (no such device here, or sent twice)" : ""));
                         }
                         footer(in, id);
                     }
@@ -143,13 +217,13 @@ public final class Incoming {
             if (machine == null) {
                 throw in.error("stream ends without a configuration");
             }
-            for (int i = 0; i < vcpuStates.length; i++) {
-                if (vcpuStates[i] == null) {
-                    throw in.error("stream ends without the state of vCPU " + i);
-                }
+            if (!bySection.isEmpty()) {
+                Device missing = bySection.values().iterator().next();
+                throw in.error("stream ends without the state of " + (missing.id().startsWith("cpu") ? "vCPU "
+                        + missing.id().substring(3) : "device " + missing.id()));
             }
             skipDescription(in, rp.isPresent());
-            loadDeviceState(machine, vcpuStates, in);
+            DeviceLoadStats loadStats = loadDeviceState(machine.memory(), states);
             // The guest runs as soon as its state is in: downtime ends here. The source then checks
             // the RAM digests; on a mismatch it says ABORT, and this copy is stopped and dropped
             // while the source guest, stopped all along, takes over again.
@@ -167,7 +241,8 @@ public final class Incoming {
                 verified = true;
                 ReturnPath.sendShut(rp.get(), true);
             }
-            return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verified, System.nanoTime() - start);
+            return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verified, System.nanoTime() - start,
+                    loadStats);
         } catch (IOException | RuntimeException e) {
             if (rp.isPresent()) {
                 try {
@@ -213,7 +288,49 @@ public final class Incoming {
             throw new StreamException(at, "the source runs accelerator " + desc.accelerator()
                     + ", not available here: " + a.reason());
         }
-        return Machine.create(desc.config().withPreallocate(preallocate), accel);
+        List<DeviceRequest> requests = new ArrayList<>();
+        for (MachineDescription.Device d : desc.devices()) {
+            DeviceProvider p = devices.get(d.type());
+            if (p == null) {
+                throw new StreamException(at, "the source has device " + d.id() + " of type '" + d.type()
+                        + "', which this host lacks");
+            }
+            Availability pa = p.probe();
+            if (!pa.available()) {
+                throw new StreamException(at, "the source has device " + d.id() + " of type " + d.type()
+                        + ", not available here: " + pa.reason());
+            }
+            Options options = Options.of(d.options());
+            try {
+                options.requireOnly(p.optionNames(), "device " + d.id(), "the source and this host disagree");
+                requests.add(new DeviceRequest(p, d.id(), options, p.guestMemory(options)));
+            } catch (IllegalArgumentException e) {
+                throw new StreamException(at, "device " + d.id() + ": " + e.getMessage());
+            }
+        }
+        Machine machine = Machine.create(desc.config().withPreallocate(preallocate), accel);
+        try {
+            Bootstrap.plugDevices(machine, requests, false);
+        } catch (RuntimeException e) {
+            machine.close();
+            throw new StreamException(at, e.getMessage());
+        }
+        return machine;
+    }
+
+    /** The vCPUs and devices by section, named and numbered as the source numbered them. */
+    private static Map<String, Device> sectionsOf(Machine machine) {
+        Map<String, Device> out = new LinkedHashMap<>();
+        Map<String, Integer> instances = new HashMap<>();
+        for (Device d : machine.migratableDevices()) {
+            String idstr = d.vmstate().description().name();
+            out.put(key(idstr, instances.merge(idstr, 1, Integer::sum) - 1), d);
+        }
+        return out;
+    }
+
+    private static String key(String idstr, int instance) {
+        return idstr + "\0" + instance;
     }
 
     private static void footer(StreamReader in, int id) throws IOException {
@@ -264,19 +381,46 @@ public final class Incoming {
     }
 
     /**
-     * Loads all non-iterable state inside one memory transaction (seed 003): whatever topology
-     * changes loading makes are rendered and told to listeners once, at the commit.
+     * Applies the device state read and checked: inside one memory transaction (seed 003), or
+     * one per device for comparison.
      */
-    private static void loadDeviceState(Machine machine, byte[][] vcpuStates, StreamReader in) throws StreamException {
-        try {
-            machine.memory().transaction(() -> {
-                for (int i = 0; i < vcpuStates.length; i++) {
-                    machine.vcpu(i).loadState(vcpuStates[i]);
+    private DeviceLoadStats loadDeviceState(MemorySystem memory, List<PendingState> states) throws StreamException {
+        long commits = memory.topologyCommits();
+        long renders = memory.flatViewRenders();
+        long calls = memory.listenerCalls();
+        long start = System.nanoTime();
+        if (deviceLoad == DeviceLoad.BATCHED) {
+            memory.begin();
+            try {
+                for (PendingState s : states) {
+                    apply(s);
                 }
-            });
-        } catch (IllegalArgumentException e) {
-            throw in.error("bad vCPU state: " + e.getMessage());
+            } finally {
+                memory.commit();
+            }
+        } else {
+            for (PendingState s : states) {
+                memory.begin();
+                try {
+                    apply(s);
+                } finally {
+                    memory.commit();
+                }
+            }
         }
+        return new DeviceLoadStats(deviceLoad, states.size(), System.nanoTime() - start, memory.topologyCommits() - commits,
+                memory.flatViewRenders() - renders, memory.listenerCalls() - calls);
     }
 
+    /** A state its device refuses is a bad stream: it names the section that carried it. */
+    private static void apply(PendingState s) throws StreamException {
+        try {
+            s.pending().apply();
+        } catch (VMStateException e) {
+            StreamException x = new StreamException(s.at(), "device " + s.device().id() + " refused its state: "
+                    + e.getMessage());
+            x.initCause(e);
+            throw x;
+        }
+    }
 }

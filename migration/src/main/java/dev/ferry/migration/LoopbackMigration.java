@@ -1,13 +1,11 @@
 package dev.ferry.migration;
 
-import dev.ferry.machine.AcceleratorProvider;
 import dev.ferry.migration.bootstrap.TrackedMachine;
 import dev.ferry.migration.channel.Channels;
 import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.channel.MigrationUri;
 
 import java.io.IOException;
-import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -37,14 +35,10 @@ public final class LoopbackMigration {
     /**
      * Migrates {@code source} to a new machine in this process.
      *
-     * @param accelerators the destination's accelerators
-     * @param maxRamBytes  the biggest guest the destination accepts
-     * @param preallocate  whether the destination faults its RAM in first
+     * @param incoming the destination side, which builds the new machine from the stream
      */
-    public static Outcome run(TrackedMachine source, MigrationParameters params,
-                              Map<String, AcceleratorProvider> accelerators, long maxRamBytes, boolean preallocate,
+    public static Outcome run(TrackedMachine source, MigrationParameters params, Incoming incoming,
                               Consumer<MigrationStats> progress) throws IOException {
-        Incoming incoming = new Incoming(accelerators, maxRamBytes, preallocate);
         CompletableFuture<Incoming.Result> received = new CompletableFuture<>();
         try (Channels.Listener listener = Channels.listen(MigrationUri.parse("tcp:127.0.0.1:0"))) {
             Thread.ofPlatform().name("destination").daemon().start(() -> {

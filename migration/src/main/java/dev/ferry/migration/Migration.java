@@ -1,20 +1,26 @@
 package dev.ferry.migration;
 
+import dev.ferry.api.Device;
 import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.machine.Machine;
 import dev.ferry.memory.MemfdRamBlock;
+import dev.ferry.migration.bootstrap.DeviceRequest;
 import dev.ferry.migration.bootstrap.TrackedMachine;
 import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.ram.RamDigest;
 import dev.ferry.migration.ram.RamSaver;
 import dev.ferry.migration.stream.QemuFormat;
 import dev.ferry.migration.stream.StreamWriter;
+import dev.ferry.vmstate.VMStateSaver;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.Executors;
@@ -30,7 +36,7 @@ import java.util.function.Consumer;
  *
  * <p>Stream layout (QEMU's, see {@link QemuFormat}): header; configuration naming the machine;
  * the "ram" section's START (block list), one PART per send burst, END with the rest; a FULL
- * "cpu" section per vCPU; EOF; the JSON description. Over a transport with a return path the
+ * section per vCPU ("cpu") and per device, in QEMU's vmstate format; EOF; the JSON description. Over a transport with a return path the
  * destination says READY once its machine exists (before any page is sent), starts the guest
  * as soon as everything is loaded, and sends its RAM digests; the source compares them with
  * its own, taken from its stopped guest, and answers GO or ABORT after the stream. On ABORT
@@ -49,7 +55,7 @@ public final class Migration {
     /** Dirty rate and auto-converge are judged over periods of at least a second, as in QEMU. */
     static final long SYNC_PERIOD_NANOS = 1_000_000_000L;
     private static final int RAM_SECTION_ID = 0;
-    private static final int FIRST_CPU_SECTION_ID = 1;
+    private static final int FIRST_DEVICE_SECTION_ID = 1;
 
     private final TrackedMachine source;
     private final Connection connection;
@@ -264,7 +270,15 @@ public final class Migration {
         out.put32(QemuFormat.FILE_MAGIC);
         out.put32(QemuFormat.FILE_VERSION);
         Machine machine = source.machine();
-        byte[] name = new MachineDescription(machine.accelerator().name(), machine.config()).encode()
+        List<MachineDescription.Device> devices = new ArrayList<>();
+        for (DeviceRequest r : source.devices()) {
+            Map<String, String> options = new LinkedHashMap<>();
+            for (String k : r.options().names()) {
+                options.put(k, r.options().get(k).orElseThrow());
+            }
+            devices.add(new MachineDescription.Device(r.provider().name(), r.id(), options));
+        }
+        byte[] name = new MachineDescription(machine.accelerator().name(), machine.config(), devices).encode()
                 .getBytes(StandardCharsets.US_ASCII);
         out.put8(QemuFormat.CONFIGURATION);
         out.put32(name.length);
@@ -447,24 +461,34 @@ public final class Migration {
     }
 
     /** Sends the rest of RAM with no rate limit (as migration_completion), then vCPU state and the end. */
-    private void complete(StreamWriter out, Machine machine) throws IOException {
+    private void complete(StreamWriter out, Machine machine) throws IOException, MigrationException {
         out.put8(QemuFormat.SECTION_END);
         out.put32(RAM_SECTION_ID);
         while (!ram.sendBurst(out, Long.MAX_VALUE, () -> Long.MAX_VALUE)) {
             // sendBurst only stops early on its deadline or budget, neither of which applies.
         }
         footer(out, RAM_SECTION_ID);
-        int stateBytes = 0;
-        // Non-iterable state: one FULL section per vCPU (QEMU's "cpu" vmstate).
-        for (int i = 0; i < machine.vcpus(); i++) {
-            byte[] state = machine.vcpu(i).saveState();
-            stateBytes = state.length;
-            sectionHeader(out, QemuFormat.SECTION_FULL, FIRST_CPU_SECTION_ID + i, "cpu", i, 1);
-            out.put(state);
-            footer(out, FIRST_CPU_SECTION_ID + i);
+        // Non-iterable state: one FULL section per vCPU and device (QEMU's vmstate), named after
+        // its description, instances numbered per name in the order both sides plug them.
+        List<String> descriptions = new ArrayList<>();
+        Map<String, Integer> instances = new HashMap<>();
+        int sectionId = FIRST_DEVICE_SECTION_ID;
+        for (Device d : machine.migratableDevices()) {
+            String idstr = d.vmstate().description().name();
+            int instance = instances.merge(idstr, 1, Integer::sum) - 1;
+            VMStateSaver.Saved saved;
+            try {
+                saved = VMStateSaver.save(d.vmstate(), idstr, instance);
+            } catch (RuntimeException e) {
+                throw new MigrationException("device " + d.id() + ": cannot save its state: " + e.getMessage(), e);
+            }
+            sectionHeader(out, QemuFormat.SECTION_FULL, sectionId, idstr, instance, d.vmstate().description().version());
+            out.put(saved.bytes());
+            footer(out, sectionId++);
+            descriptions.add(saved.json());
         }
         out.put8(QemuFormat.EOF);
-        byte[] json = VmDescription.json(machine.vcpus(), stateBytes);
+        byte[] json = VmDescription.json(descriptions);
         out.put8(QemuFormat.VMDESCRIPTION);
         out.put32(json.length);
         out.put(json);

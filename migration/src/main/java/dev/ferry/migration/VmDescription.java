@@ -1,11 +1,12 @@
 package dev.ferry.migration;
 
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 
 /**
  * The JSON description QEMU appends after the end of a stream (QEMU_VM_VMDESCRIPTION), which
  * scripts/analyze-migration.py needs to parse the device sections: the page size, and for each
- * device section its name, instance and fields.
+ * device section its name, instance, description name, version, fields and subsections.
  */
 final class VmDescription {
 
@@ -13,27 +14,21 @@ final class VmDescription {
     }
 
     /**
-     * @param vcpus          number of "cpu" sections
-     * @param vcpuStateBytes size of each one's state buffer
+     * @param devices each device section's entry, as {@link dev.ferry.vmstate.VMStateSaver} describes it
      * @return the JSON, as UTF-8 without NUL bytes
      */
-    static byte[] json(int vcpus, int vcpuStateBytes) {
+    static byte[] json(List<String> devices) {
         StringBuilder sb = new StringBuilder("{\"page_size\": 4096, \"devices\": [");
-        for (int i = 0; i < vcpus; i++) {
-            if (i > 0) {
-                sb.append(", ");
-            }
-            sb.append("{\"name\": \"cpu\", \"instance_id\": ").append(i)
-                    .append(", \"vmsd_name\": \"cpu\", \"version\": 1, \"fields\": [{\"name\": \"state\", ")
-                    .append("\"type\": \"buffer\", \"size\": ").append(vcpuStateBytes).append("}]}");
-        }
+        sb.append(String.join(", ", devices));
         sb.append("]}");
         // analyze-migration.py finds the JSON as the first '{' after the last NUL byte; a length
         // whose bytes hold '{' (0x7b) would mislead it, so pad such a length away.
-        while (lengthHasBrace(sb.length())) {
-            sb.append(' ');
+        byte[] json = sb.toString().getBytes(StandardCharsets.UTF_8);
+        while (lengthHasBrace(json.length)) {
+            json = java.util.Arrays.copyOf(json, json.length + 1);
+            json[json.length - 1] = ' ';
         }
-        return sb.toString().getBytes(StandardCharsets.UTF_8);
+        return json;
     }
 
     private static boolean lengthHasBrace(int len) {

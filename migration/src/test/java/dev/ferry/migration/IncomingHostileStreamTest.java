@@ -266,25 +266,27 @@ class IncomingHostileStreamTest {
     void vcpuStateRepeatedMissingOrBad() throws Exception {
         StreamBuilder b = StreamBuilder.prologue().ramBody().cpu(1, 0);
         long at = b.size();
-        rejects(b.cpu(2, 0).eof().bytes(), at, "unexpected state for vCPU 0");
+        rejects(b.cpu(2, 0).eof().bytes(), at, "unknown section 'cpu' instance 0 (no such device here, or sent twice)");
         StreamBuilder c = StreamBuilder.prologue().ramBody().cpu(1, 0);
         long same = c.size();
         rejects(c.cpu(1, 0).eof().bytes(), same, "section id 1 started twice");
         StreamBuilder d = StreamBuilder.prologue().ramBody();
         long out = d.size();
-        rejects(d.cpu(1, 5).bytes(), out, "unexpected state for vCPU 5");
+        rejects(d.cpu(1, 5).bytes(), out, "unknown section 'cpu' instance 5");
         StreamBuilder e = StreamBuilder.prologue().ramBody();
         long neg = e.size();
-        rejects(e.cpu(1, -1).bytes(), neg, "unexpected state for vCPU -1");
+        rejects(e.cpu(1, -1).bytes(), neg, "unknown section 'cpu' instance -1");
         StreamBuilder f = StreamBuilder.prologue().ramBody();
         long v2 = f.size();
-        rejects(f.section(QemuFormat.SECTION_FULL, 1, "cpu", 0, 2).bytes(), v2, "vCPU state version 2");
+        rejects(f.section(QemuFormat.SECTION_FULL, 1, "cpu", 0, 2).bytes(), v2,
+                "device cpu0: cpu: the stream has state version 2, newer than this side's 1");
         rejects(StreamBuilder.prologue().ramBody().eof().description(StreamBuilder.DESCRIPTION).bytes(), -1,
                 "stream ends without the state of vCPU 0");
         // A cursor beyond the vCPU's slice: the accelerator refuses it.
         byte[] bad = ByteBuffer.allocate(24).putLong(1L << 40).putLong(1).putLong(0).array();
         rejects(StreamBuilder.prologue().ramBody().section(QemuFormat.SECTION_FULL, 1, "cpu", 0, 1).raw(bad)
-                .footer(1).eof().description(StreamBuilder.DESCRIPTION).bytes(), -1, "bad vCPU state");
+                .footer(1).eof().description(StreamBuilder.DESCRIPTION).bytes(), -1,
+                "device cpu0 refused its state: cpu: post-load refused the state: bad page cursor state");
     }
 
     // ---- RAM

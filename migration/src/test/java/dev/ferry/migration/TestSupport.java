@@ -47,7 +47,7 @@ final class TestSupport {
 
     /** @return a destination with the soft accelerator that accepts guests up to {@code maxRam} */
     static Incoming incoming(long maxRam) {
-        return new Incoming(bootstrap().acceleratorProviders(), maxRam, false);
+        return bootstrap().incoming(maxRam, false, Incoming.DeviceLoad.BATCHED);
     }
 
     /** QEMU's defaults with a timeout that keeps a broken test short. */

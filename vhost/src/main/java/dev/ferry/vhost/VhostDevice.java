@@ -4,10 +4,19 @@ import dev.ferry.api.Device;
 import dev.ferry.api.GuestRange;
 import dev.ferry.api.MachineContext;
 import dev.ferry.api.MemoryListener;
+import dev.ferry.api.vmstate.VMState;
+import dev.ferry.api.vmstate.VMStateDescription;
+import dev.ferry.api.vmstate.VMStateField.Count;
+import dev.ferry.api.vmstate.VMStateType;
+import dev.ferry.memory.AddressSpace;
+import dev.ferry.memory.BarMapping;
+import dev.ferry.memory.IoHandler;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.memory.MemorySystem;
 
-import java.io.DataInput;
-import java.io.DataOutput;
-import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,8 +29,15 @@ import java.util.concurrent.locks.LockSupport;
  * vhost dev (vhost-user-blk). Its rings and buffers lie in the device memory the machine set
  * aside for it, and one worker thread per vhost dev fills buffers by DMA at the device's rate.
  *
- * <p>State (version 1): the used index of every queue, so the destination's backend would carry
- * on where the source stopped.
+ * <p>The device sits on PCI as a modern virtio device: BAR 4 holds its registers and, from
+ * {@link #NOTIFY_OFFSET}, one notify address per virtqueue (each its own I/O region, where QEMU
+ * puts an ioeventfd). The firmware maps the BAR at boot; on a destination its state load does.
+ *
+ * <p>State (version 1, description named after the device type): the PCI command register and
+ * BAR 4, and per vhost dev per queue the ring size, the used ring's address (both must match:
+ * they follow from the options) and the used index, so the destination's backend carries on
+ * where the source stopped. Post-load maps the BAR and its notifiers, then reads every used
+ * ring's index through the address space and refuses a state that disagrees with guest memory.
  */
 public final class VhostDevice implements Device {
 
@@ -59,7 +75,45 @@ public final class VhostDevice implements Device {
         }
     }
 
-    private static final int VERSION = 1;
+    /** BAR 4's size: common configuration below the notify area, as virtio-pci lays it out. */
+    static final long BAR_SIZE = 0x4000;
+    /** Where the per-queue notify addresses begin in BAR 4; 4 bytes each. */
+    static final long NOTIFY_OFFSET = 0x3000;
+    /** PCI_COMMAND_MEMORY (include/hw/pci/pci_regs.h). */
+    static final int PCI_COMMAND_MEMORY = 0x2;
+
+    /** One queue's state, as the description sees it. */
+    private record QueueRef(VirtQueue queue, int[] used) {
+    }
+
+    /** One vhost dev's state. */
+    private record DevRef(List<QueueRef> queues) {
+    }
+
+    private static final VMStateDescription<QueueRef> VQ = VMStateDescription.<QueueRef>builder("virtqueue")
+            .equal("num", VMStateType.UINT16, r -> r.queue().size())
+            .uint64Equal("used", r -> r.queue().usedAddress())
+            .uint16("used_idx", r -> r.used()[r.queue().index()] & 0xffff,
+                    (r, v) -> r.used()[r.queue().index()] = (int) v)
+            .build();
+
+    private static final VMStateDescription<DevRef> DEV = VMStateDescription.<DevRef>builder("vhost-dev")
+            .uint32Equal("nvqs", r -> r.queues().size())
+            .structArray("vqs", VQ, Count.from("nvqs", 2 * VhostOptions.MAX_QUEUES), DevRef::queues)
+            .build();
+
+    private static VMStateDescription<VhostDevice> description(Kind kind) {
+        return VMStateDescription.<VhostDevice>builder(kind.deviceName())
+                .uint16("command", d -> d.command, (d, v) -> d.command = (int) v)
+                .uint64("bar4", d -> d.bar4, (d, v) -> d.bar4 = v)
+                .uint32Equal("ndevs", d -> d.devs.size())
+                .structArray("devs", DEV, Count.from("ndevs", VhostOptions.MAX_QUEUES), d -> d.devRefs)
+                .postLoad((d, version) -> d.postLoad())
+                .build();
+    }
+
+    private static final VMStateDescription<VhostDevice> NET_VMSD = description(Kind.NET);
+    private static final VMStateDescription<VhostDevice> BLK_VMSD = description(Kind.BLK);
 
     private final String id;
     private final Kind kind;
@@ -69,13 +123,40 @@ public final class VhostDevice implements Device {
     private final List<VhostWorker> workers = new ArrayList<>();
     private final List<Thread> threads = new ArrayList<>();
     private final long seed;
+    private final List<DevRef> devRefs = new ArrayList<>();
+    private final MachineContext machine;
+    private final MemorySystem memory;
+    private final AddressSpace system;
+    private final MemoryRegion bar;
+    private final BarMapping mapping;
+    private int command;
+    private long bar4 = BarMapping.UNMAPPED;
 
-    private VhostDevice(String id, Kind kind, VhostOptions options) {
+    private VhostDevice(String id, Kind kind, VhostOptions options, MachineContext machine) {
         this.id = id;
         this.kind = kind;
         this.options = options;
         this.seed = id.hashCode();
+        this.machine = machine;
+        this.memory = machine.lookup(MemorySystem.class).orElseThrow(
+                () -> new IllegalArgumentException("the machine has no memory system for the device's BAR"));
+        this.system = machine.lookup(AddressSpace.class).orElseThrow(
+                () -> new IllegalArgumentException("the machine has no system address space for the device's BAR"));
+        this.bar = memory.ioRegion(id + ".bar4", BAR_SIZE, NO_REGISTERS);
+        this.mapping = new BarMapping(system.root(), bar);
     }
+
+    /** Registers read as zero and ignore writes; kicks need no handling, the backends poll. */
+    private static final IoHandler NO_REGISTERS = new IoHandler() {
+        @Override
+        public long read(long offset, int size) {
+            return 0;
+        }
+
+        @Override
+        public void write(long offset, long value, int size) {
+        }
+    };
 
     /**
      * Lays the device's queues out in its device memory and makes its vhost devs.
@@ -91,7 +172,7 @@ public final class VhostDevice implements Device {
             throw new IllegalArgumentException("the device needs " + need + " bytes of guest memory, got " + area.size());
         }
         VhostBackends backends = machine.shared(VhostBackends.class, VhostBackends::new);
-        VhostDevice d = new VhostDevice(id, kind, o);
+        VhostDevice d = new VhostDevice(id, kind, o, machine);
         long cursor = area.address();
         int devCount = kind == Kind.NET ? o.queues() : 1;
         int queuesPerDev = kind == Kind.NET ? 2 : o.queues();
@@ -110,7 +191,16 @@ public final class VhostDevice implements Device {
             }
             String name = id + (kind == Kind.NET ? ".qp" + dev : "");
             d.devs.add(new VhostDev(name, o.backend(), backends, o.logScan(), o.log(), queues));
-            d.usedIdx.add(new int[queuesPerDev]);
+            int[] used = new int[queuesPerDev];
+            d.usedIdx.add(used);
+            d.devRefs.add(new DevRef(queues.stream().map(q -> new QueueRef(q, used)).toList()));
+        }
+        int notifiers = 0;
+        for (VhostDev dev : d.devs) {
+            for (VirtQueue q : dev.queues()) {
+                MemoryRegion n = d.memory.ioRegion(dev.name() + ".notify" + q.index(), 4, NO_REGISTERS);
+                d.bar.addSubregion(NOTIFY_OFFSET + 4L * notifiers++, n);
+            }
         }
         return d;
     }
@@ -183,46 +273,59 @@ public final class VhostDevice implements Device {
     }
 
     @Override
-    public int version() {
-        return VERSION;
+    public VMState<?> vmstate() {
+        return VMState.of(kind == Kind.NET ? NET_VMSD : BLK_VMSD, this);
     }
 
+    /** Firmware assigns BAR 4 and enables memory decoding. */
     @Override
-    public synchronized void save(DataOutput out) throws IOException {
-        out.writeInt(usedIdx.size());
-        for (int[] q : usedIdx) {
-            out.writeInt(q.length);
-            for (int idx : q) {
-                out.writeShort(idx);
+    public synchronized void boot() {
+        bar4 = machine.assignBar(BAR_SIZE);
+        command |= PCI_COMMAND_MEMORY;
+        updateMappings();
+    }
+
+    /**
+     * Maps or unmaps BAR 4 as the command register and BAR say (QEMU's pci_update_mappings):
+     * one topology change, batched with the whole load on a destination that loads in one
+     * transaction.
+     */
+    private synchronized void updateMappings() {
+        boolean enable = (command & PCI_COMMAND_MEMORY) != 0;
+        if (enable && (bar4 < 0 || bar4 % BAR_SIZE != 0)) {
+            throw new IllegalStateException(String.format("BAR 4 at 0x%x is not %d-byte aligned", bar4, BAR_SIZE));
+        }
+        mapping.moveTo(enable ? bar4 : BarMapping.UNMAPPED);
+    }
+
+    /**
+     * After the state is in: map the BAR, then check every used ring against guest memory, read
+     * through the address space as virtio's vring set-up reads it. Runs in the middle of the
+     * destination's load, so it sees the topology loaded so far.
+     */
+    private void postLoad() {
+        updateMappings();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment idx = arena.allocate(2);
+            for (int i = 0; i < devs.size(); i++) {
+                for (VirtQueue q : devs.get(i).queues()) {
+                    system.read(q.usedAddress() + 2, idx);
+                    int inMemory = idx.get(ValueLayout.JAVA_SHORT_UNALIGNED, 0) & 0xffff;
+                    int inState = usedIdx.get(i)[q.index()] & 0xffff;
+                    if (inMemory != inState) {
+                        throw new IllegalStateException("queue " + q.index() + " of " + devs.get(i).name()
+                                + ": used index " + inMemory + " in guest memory, " + inState + " in the device state");
+                    }
+                }
             }
+        } catch (IllegalArgumentException unmapped) {
+            throw new IllegalStateException("a used ring is not in guest memory: " + unmapped.getMessage(), unmapped);
         }
     }
 
-    @Override
-    public synchronized void load(DataInput in, int version) throws IOException {
-        if (version != VERSION) {
-            throw new IOException("device " + id + ": state version " + version + ", this Ferry reads " + VERSION);
-        }
-        int n = in.readInt();
-        if (n != usedIdx.size()) {
-            throw new IOException("device " + id + ": state for " + n + " vhost devs, this device has " + usedIdx.size());
-        }
-        List<int[]> loaded = new ArrayList<>();
-        for (int[] q : usedIdx) {
-            int m = in.readInt();
-            if (m != q.length) {
-                throw new IOException("device " + id + ": state for " + m + " queues, a vhost dev here has " + q.length);
-            }
-            int[] v = new int[m];
-            for (int i = 0; i < m; i++) {
-                v[i] = in.readUnsignedShort();
-            }
-            loaded.add(v);
-        }
-        // Only now: a malformed state changes nothing.
-        for (int i = 0; i < loaded.size(); i++) {
-            System.arraycopy(loaded.get(i), 0, usedIdx.get(i), 0, loaded.get(i).length);
-        }
+    /** @return where BAR 4 is mapped, or -1 */
+    public long mappedAt() {
+        return mapping.address();
     }
 
     @Override
@@ -248,7 +351,8 @@ public final class VhostDevice implements Device {
     }
 
     @Override
-    public void close() {
+    public synchronized void close() {
+        mapping.moveTo(BarMapping.UNMAPPED);
         devs.forEach(VhostDev::close);
     }
 

@@ -66,14 +66,19 @@ final class SoftVcpu implements VcpuLoop {
     }
 
     @Override
+    public int stateBytes() {
+        return 24;
+    }
+
+    @Override
     public byte[] saveState() {
         long[] state = cursor.state();
-        return ByteBuffer.allocate(24).putLong(state[0]).putLong(state[1]).putLong(writes).array();
+        return ByteBuffer.allocate(stateBytes()).putLong(state[0]).putLong(state[1]).putLong(writes).array();
     }
 
     @Override
     public void loadState(byte[] state) {
-        if (state.length != 24) {
+        if (state.length != stateBytes()) {
             throw new IllegalArgumentException("soft vCPU " + index + ": state of " + state.length
                     + " bytes, expected 24");
         }

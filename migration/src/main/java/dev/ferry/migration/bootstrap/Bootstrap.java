@@ -12,6 +12,7 @@ import dev.ferry.api.Options;
 import dev.ferry.machine.AcceleratorProvider;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
+import dev.ferry.migration.Incoming;
 
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -177,6 +178,19 @@ public final class Bootstrap {
             }
         }
         return out;
+    }
+
+    /** @return the discovered device providers, by name */
+    public Map<String, DeviceProvider> deviceProviders() {
+        return java.util.Collections.unmodifiableMap(devices);
+    }
+
+    /**
+     * @return a destination that builds machines with this bootstrap's accelerators and devices
+     * @see Incoming#Incoming
+     */
+    public Incoming incoming(long maxRamBytes, boolean preallocate, Incoming.DeviceLoad deviceLoad) {
+        return new Incoming(accelerators, devices, maxRamBytes, preallocate, deviceLoad);
     }
 
     /** @return the discovered accelerator providers, by name */
@@ -403,20 +417,34 @@ public final class Bootstrap {
                 attached.add(t);
                 machine.systemMemory().registerListener(t);
             }
-            for (DeviceRequest r : deviceRequests) {
-                Device d;
-                try {
-                    d = r.provider().create(r.id(), machine.deviceContext(r.options(),
-                            r.guestMemory() == 0 ? null : machine.allocateDeviceMemory(r.guestMemory())));
-                } catch (IllegalArgumentException e) {
-                    throw new UsageException("device " + r.id() + ": " + e.getMessage());
-                }
-                machine.plug(d);
-            }
+            plugDevices(machine, deviceRequests, true);
         } catch (RuntimeException e) {
-            new TrackedMachine(machine, attached, plan).close();
+            new TrackedMachine(machine, attached, plan, List.of()).close();
             throw e;
         }
-        return new TrackedMachine(machine, attached, plan);
+        return new TrackedMachine(machine, attached, plan, deviceRequests);
+    }
+
+    /**
+     * Creates and plugs devices, each with the guest memory it asked for, in order.
+     *
+     * @param boot whether the machine boots with them (a source), rather than waiting for their
+     *             state from an incoming migration (a destination)
+     * @throws UsageException if a device refuses its options
+     */
+    public static void plugDevices(Machine machine, List<DeviceRequest> requests, boolean boot) {
+        for (DeviceRequest r : requests) {
+            Device d;
+            try {
+                d = r.provider().create(r.id(), machine.deviceContext(r.options(),
+                        r.guestMemory() == 0 ? null : machine.allocateDeviceMemory(r.guestMemory())));
+            } catch (IllegalArgumentException e) {
+                throw new UsageException("device " + r.id() + ": " + e.getMessage());
+            }
+            machine.plug(d);
+            if (boot) {
+                d.boot();
+            }
+        }
     }
 }

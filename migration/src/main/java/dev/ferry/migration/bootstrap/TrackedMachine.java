@@ -12,11 +12,14 @@ import java.util.List;
  * @param machine  the machine
  * @param trackers its trackers
  * @param plan     how it was chosen
+ * @param devices  the devices plugged into it, as requested (the destination plugs the same)
  */
-public record TrackedMachine(Machine machine, List<DirtyTracker> trackers, Plan plan) implements AutoCloseable {
+public record TrackedMachine(Machine machine, List<DirtyTracker> trackers, Plan plan, List<DeviceRequest> devices)
+        implements AutoCloseable {
 
     public TrackedMachine {
         trackers = List.copyOf(trackers);
+        devices = List.copyOf(devices);
     }
 
     @Override

@@ -1,5 +1,7 @@
 package dev.ferry.migration.stream;
 
+import dev.ferry.vmstate.VMStateInput;
+
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
@@ -11,7 +13,7 @@ import java.nio.charset.StandardCharsets;
  * error can say where it was found. Reads never allocate more than the caller allows: lengths
  * come from the stream and are hostile until checked.
  */
-public final class StreamReader {
+public final class StreamReader implements VMStateInput {
 
     private final ReadableByteChannel channel;
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
@@ -25,6 +27,7 @@ public final class StreamReader {
     }
 
     /** @return the offset of the next byte to be read */
+    @Override
     public long offset() {
         return consumed;
     }
@@ -53,24 +56,54 @@ public final class StreamReader {
         }
     }
 
+    /**
+     * @return up to {@code length} (at most 256) next bytes, not consumed; fewer if the stream
+     *         ends first
+     */
+    @Override
+    public byte[] peek(int length) throws IOException {
+        if (length < 0 || length > 256) {
+            throw new IllegalArgumentException("peek of " + length + " bytes");
+        }
+        if (buffer.remaining() < length) {
+            buffer.compact();
+            try {
+                while (buffer.position() < length) {
+                    if (channel.read(buffer) < 0) {
+                        break;
+                    }
+                }
+            } finally {
+                buffer.flip();
+            }
+        }
+        byte[] out = new byte[Math.min(length, buffer.remaining())];
+        buffer.get(buffer.position(), out);
+        return out;
+    }
+
+    @Override
     public int get8() throws IOException {
         need(1);
         consumed += 1;
         return buffer.get() & 0xff;
     }
 
+    @Override
     public int get16() throws IOException {
         need(2);
         consumed += 2;
         return buffer.getShort() & 0xffff;
     }
 
+    @Override
     public int get32() throws IOException {
         need(4);
         consumed += 4;
         return buffer.getInt();
     }
 
+    @Override
     public long get64() throws IOException {
         need(8);
         consumed += 8;
@@ -78,6 +111,7 @@ public final class StreamReader {
     }
 
     /** Reads {@code length} bytes, which the caller has bounded. */
+    @Override
     public byte[] getBytes(int length) throws IOException {
         byte[] out = new byte[length];
         int off = 0;

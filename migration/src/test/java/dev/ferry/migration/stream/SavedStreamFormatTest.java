@@ -1,5 +1,14 @@
 package dev.ferry.migration.stream;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import dev.ferry.api.Device;
+import dev.ferry.api.DeviceProvider;
+import dev.ferry.api.MachineContext;
+import dev.ferry.api.Options;
+import dev.ferry.api.vmstate.VMState;
+import dev.ferry.api.vmstate.VMStateDescription;
+import dev.ferry.api.vmstate.VMStateField.Count;
+import dev.ferry.api.vmstate.VMStateType;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -8,10 +17,13 @@ import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
 import dev.ferry.migration.MigrationStatus;
 import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.DeviceRequest;
 import dev.ferry.migration.bootstrap.TrackedMachine;
 import dev.ferry.migration.channel.Channels;
 import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.channel.MigrationUri;
+import dev.ferry.vmstate.AnalyzerWalk;
+import dev.ferry.vmstate.VMStateInput;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -20,11 +32,13 @@ import java.io.ByteArrayInputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
@@ -37,7 +51,9 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * A saved stream is QEMU's format, byte for byte where QEMU defines it: walked here by a parser
- * of its own, independent of Incoming, the way scripts/analyze-migration.py walks it.
+ * of its own, independent of Incoming, the way scripts/analyze-migration.py walks it. Device
+ * sections are read with nothing but the JSON description at the end of the file, as the
+ * analyzer reads them.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class SavedStreamFormatTest {
@@ -54,7 +70,8 @@ class SavedStreamFormatTest {
         Path file = dir.resolve("saved.mig");
         MigrationStats stats;
         try (TrackedMachine tm = b.build(b.plan("soft", "soft", Map.of()),
-                MachineConfig.of(RAM, 2, w).withPreallocate(false))) {
+                MachineConfig.of(RAM, 2, w).withPreallocate(false),
+                List.of(new DeviceRequest(new TestDeviceProvider(), "test-dev0", Options.empty(), 0)))) {
             tm.machine().start();
             long target = tm.machine().pagesWritten() + 700;
             while (tm.machine().pagesWritten() < target) {
@@ -74,12 +91,19 @@ class SavedStreamFormatTest {
         assertEquals(stats.normal(), walk.fullPages);
         assertEquals(stats.duplicate(), walk.zeroPages);
         assertTrue(walk.parts >= 1, "at least one PART");
-        assertEquals(List.of(0, 1), walk.cpuInstances);
+        assertEquals(List.of("cpu 0", "cpu 1", "test-dev 0"), List.copyOf(walk.sections.keySet()));
+        assertEquals(24, ((byte[]) walk.sections.get("cpu 1").get("state")).length);
+        Map<String, Object> dev = walk.sections.get("test-dev 0");
+        assertEquals(3L, dev.get("nvqs"));
+        // Elements differ (one sent a subsection): one entry per element, as QEMU lists them.
+        assertEquals(101L, ((Map<?, ?>) dev.get("vqs[1]")).get("idx"));
+        assertEquals(false, ((Map<?, ?>) dev.get("vqs[2]")).get("enabled"));
+        assertEquals(77L, ((Map<?, ?>) ((Map<?, ?>) dev.get("vqs[1]")).get("vq/inflight")).get("inflight"));
+        assertArrayEquals(new byte[] {0x52, 0x54, 0, 0x12, 0x34, 0x56}, (byte[]) dev.get("mac"));
+        assertEquals(List.of(1L, 0xdead_beefL, 3L), dev.get("regs"));
+        assertEquals(0x1_0000_0001L, ((Map<?, ?>) dev.get("test-dev/features")).get("features"));
         assertTrue(walk.json.contains("\"page_size\": 4096"), walk.json);
-        assertEquals(2, count(walk.json, "\"fields\""), walk.json);
-        assertEquals(2, count(walk.json, "\"name\": \"cpu\""), walk.json);
-        assertTrue(walk.json.contains("\"instance_id\": 1"), walk.json);
-        assertTrue(walk.json.contains("\"size\": 24"), walk.json);
+        assertTrue(walk.json.contains("\"vmsd_name\": \"test-dev\", \"version\": 2"), walk.json);
         assertTrue(walk.json.startsWith("{") && walk.json.strip().endsWith("}"), walk.json);
         assertEquals(count(walk.json, "{"), count(walk.json, "}"));
         assertEquals(count(walk.json, "["), count(walk.json, "]"));
@@ -87,6 +111,74 @@ class SavedStreamFormatTest {
         assertFalse(walk.json.contains("\0"));
         for (int shift = 0; shift < 32; shift += 8) {
             assertFalse(((walk.json.length() >>> shift) & 0xff) == '{', "length byte looks like '{'");
+        }
+    }
+
+    /** A device with a struct array, a buffer, an array and subsections, to read back from the JSON. */
+    static final class TestDevice implements Device {
+        static final class Queue {
+            int idx;
+            boolean enabled;
+            long inflight;
+        }
+
+        static final VMStateDescription<Queue> VQ = VMStateDescription.<Queue>builder("vq")
+                .uint16("idx", q -> q.idx, (q, v) -> q.idx = (int) v)
+                .bool("enabled", q -> q.enabled, (q, v) -> q.enabled = v)
+                .subsection(VMStateDescription.<Queue>builder("vq/inflight")
+                        .uint64("inflight", q -> q.inflight, (q, v) -> q.inflight = v).build(), q -> q.inflight != 0)
+                .build();
+
+        static final VMStateDescription<TestDevice> VMSD = VMStateDescription.<TestDevice>builder("test-dev")
+                .version(2)
+                .uint32Equal("nvqs", d -> d.queues.size())
+                .structArray("vqs", VQ, Count.from("nvqs", 8), d -> d.queues)
+                .buffer("mac", Count.of(6), d -> d.mac, (d, v) -> d.mac = v)
+                .array("regs", VMStateType.UINT32, Count.of(3), d -> d.regs, (d, v) -> d.regs = v)
+                .subsection(VMStateDescription.<TestDevice>builder("test-dev/features")
+                        .uint64("features", d -> d.features, (d, v) -> d.features = v).build(), d -> d.features != 0)
+                .build();
+
+        final List<Queue> queues = new ArrayList<>();
+        byte[] mac = {0x52, 0x54, 0, 0x12, 0x34, 0x56};
+        long[] regs = {1, 0xdead_beefL, 3};
+        long features = 0x1_0000_0001L;
+
+        TestDevice() {
+            for (int i = 0; i < 3; i++) {
+                Queue q = new Queue();
+                q.idx = 100 + i;
+                q.enabled = i != 2;
+                q.inflight = i == 1 ? 77 : 0;
+                queues.add(q);
+            }
+        }
+
+        @Override
+        public String id() {
+            return "test-dev0";
+        }
+
+        @Override
+        public VMState<?> vmstate() {
+            return VMState.of(VMSD, this);
+        }
+    }
+
+    static final class TestDeviceProvider implements DeviceProvider {
+        @Override
+        public String name() {
+            return "test-dev";
+        }
+
+        @Override
+        public String description() {
+            return "a device with state of every shape";
+        }
+
+        @Override
+        public Device create(String id, MachineContext machine) {
+            return new TestDevice();
         }
     }
 
@@ -103,13 +195,32 @@ class SavedStreamFormatTest {
         long fullPages;
         long zeroPages;
         int parts;
-        final List<Integer> cpuInstances = new ArrayList<>();
+        final Map<String, Map<String, Object>> sections = new LinkedHashMap<>();
         String json;
+    }
+
+    /** Finds the JSON the way analyze-migration.py does: the first '{' after the last NUL byte. */
+    private static String findJson(byte[] bytes) {
+        int nul = bytes.length - 1;
+        while (nul >= 0 && bytes[nul] != 0) {
+            nul--;
+        }
+        int brace = nul + 1;
+        while (bytes[brace] != '{') {
+            brace++;
+        }
+        assertEquals(0x06, bytes[brace - 5], "QEMU_VM_VMDESCRIPTION right before the JSON's length");
+        int len = ByteBuffer.wrap(bytes, brace - 4, 4).getInt();
+        return new String(bytes, brace, len, StandardCharsets.UTF_8);
     }
 
     private static Walk walk(byte[] bytes) throws IOException {
         DataInputStream in = new DataInputStream(new ByteArrayInputStream(bytes));
         Walk w = new Walk();
+        Map<String, JsonNode> descriptions = new LinkedHashMap<>();
+        for (JsonNode d : AnalyzerWalk.parse(findJson(bytes)).get("devices")) {
+            descriptions.put(d.get("name").asText() + " " + d.get("instance_id").asInt(), d);
+        }
         byte[] magic = new byte[4];
         in.readFully(magic);
         assertArrayEquals("QEVM".getBytes(StandardCharsets.US_ASCII), magic);
@@ -154,13 +265,13 @@ class SavedStreamFormatTest {
                 case 0x04 -> {
                     assertTrue(ramEnded, "device state after the RAM section ended");
                     int id = in.readInt();
-                    assertEquals("cpu", str8(in));
-                    int instance = in.readInt();
-                    assertEquals(1, in.readInt(), "cpu version");
-                    in.readFully(new byte[24]);
+                    String key = str8(in) + " " + in.readInt();
+                    JsonNode desc = descriptions.get(key);
+                    assertTrue(desc != null, "the JSON describes section " + key);
+                    assertEquals(desc.get("version").asInt(), in.readInt(), "section version");
+                    w.sections.put(key, AnalyzerWalk.read(desc, new DataInput(in)));
                     footer(in, id);
-                    assertEquals(1 + instance, id, "sections are numbered in order");
-                    w.cpuInstances.add(instance);
+                    assertEquals(w.sections.size(), id, "sections are numbered in order");
                 }
                 default -> fail("unexpected section type 0x" + Integer.toHexString(type));
             }
@@ -178,6 +289,44 @@ class SavedStreamFormatTest {
             // The file ends with the description.
         }
         return w;
+    }
+
+    /** The file, read forward as the analyzer reads it. */
+    private record DataInput(DataInputStream in) implements VMStateInput {
+        @Override
+        public int get8() throws IOException {
+            return in.readUnsignedByte();
+        }
+
+        @Override
+        public int get16() throws IOException {
+            return in.readUnsignedShort();
+        }
+
+        @Override
+        public int get32() throws IOException {
+            return in.readInt();
+        }
+
+        @Override
+        public long get64() throws IOException {
+            return in.readLong();
+        }
+
+        @Override
+        public byte[] getBytes(int length) throws IOException {
+            return in.readNBytes(length);
+        }
+
+        @Override
+        public byte[] peek(int length) {
+            throw new UnsupportedOperationException("the analyzer never peeks");
+        }
+
+        @Override
+        public long offset() {
+            return -1;
+        }
     }
 
     private static void ramPages(DataInputStream in, Walk w) throws IOException {
