@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 @Command(name = "bench", mixinStandardHelpOptions = true,
         description = "Benchmarks, each measured side by side with its baseline in one run.",
         subcommands = {MigrationBench.class, BitmapLockBench.class, TrackersBench.class, SyncCostBench.class,
-                VhostBench.class})
+                VhostBench.class, VmstateLoadBench.class})
 final class BenchCommand implements Runnable {
 
     @picocli.CommandLine.Spec
@@ -15,6 +15,6 @@ final class BenchCommand implements Runnable {
     @Override
     public void run() {
         throw new picocli.CommandLine.ParameterException(spec.commandLine(),
-                "a scenario is needed: migration, bitmap-lock, trackers, sync-cost or vhost");
+                "a scenario is needed: migration, bitmap-lock, trackers, sync-cost, vhost or vmstate-load");
     }
 }

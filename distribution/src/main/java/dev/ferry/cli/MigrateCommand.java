@@ -3,21 +3,19 @@ package dev.ferry.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.ferry.api.Device;
-import dev.ferry.migration.bootstrap.DeviceRequest;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
 import dev.ferry.migration.Incoming;
 import dev.ferry.migration.LoopbackMigration;
-import dev.ferry.migration.Migration;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
 import dev.ferry.migration.MigrationStatus;
-import dev.ferry.migration.bootstrap.Bootstrap;
-import dev.ferry.migration.bootstrap.Plan;
+import dev.ferry.migration.bootstrap.MigrationSettings;
+import dev.ferry.migration.bootstrap.MigrationTarget;
+import dev.ferry.migration.bootstrap.Orchestrator;
+import dev.ferry.migration.bootstrap.Plugins;
 import dev.ferry.migration.bootstrap.TrackedMachine;
-import dev.ferry.migration.channel.Channels;
-import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.channel.MigrationUri;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -91,51 +89,42 @@ final class MigrateCommand implements Callable<Integer> {
         if (warmupMs < 0) {
             throw new IllegalArgumentException("--warmup must not be negative, got " + warmupMs);
         }
-        deviceLoad(); // a bad word fails before anything is built
         MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(maxBandwidth)
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
                 .withAutoConverge(!noAutoConverge);
         Optional<MigrationUri> target = to == null ? Optional.empty() : Optional.of(MigrationUri.parse(to));
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Bootstrap bootstrap = Bootstrap.create();
-        Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
-        List<DeviceRequest> deviceRequests = bootstrap.devices(machine.deviceSpecs());
+        Orchestrator orchestrator = Orchestrator.create(Plugins.discover(), new MigrationSettings(machine.accelerator,
+                machine.trackers, machine.options(), machine.config(), machine.deviceSpecs(), params, target,
+                totalMemory(), !machine.noPrealloc, deviceLoad()));
         // Reach the destination before building the guest: a wrong address fails in
         // milliseconds, not after gigabytes were preallocated. Not a usage error: exit 1.
-        Connection connection = null;
-        if (target.isPresent()) {
-            try {
-                connection = Channels.connect(target.get());
-            } catch (java.io.IOException e) {
-                throw new UncheckedIOException(e.getMessage(), e);
-            }
+        MigrationTarget.Session session;
+        try {
+            session = orchestrator.connect();
+        } catch (java.io.IOException e) {
+            throw new UncheckedIOException(e.getMessage(), e);
         }
-        try (Connection toClose = connection;
-             TrackedMachine source = bootstrap.build(plan, machine.config(), deviceRequests)) {
+        try (session; TrackedMachine source = orchestrator.buildSource()) {
             source.machine().start();
             Thread.sleep(warmupMs);
             Map<String, Object> report;
             MigrationStats stats;
             try (Progress progress = new Progress(err, json)) {
                 Consumer<MigrationStats> onProgress = s -> progress.update(fraction(s), status(s));
-                if (connection != null) {
-                    stats = new Migration(source, connection, params).run(onProgress);
-                    report = new LinkedHashMap<>(stats.toQemuMap());
-                    if (stats.status() == MigrationStatus.COMPLETED) {
-                        boolean file = target.get().scheme() == MigrationUri.Scheme.FILE;
-                        report.put("verified", !file);
-                        if (file) {
-                            report.put("verified-why-not", "a file has no return path; `ferry incoming` of it "
-                                    + "checks what it loads");
-                        }
-                    }
-                } else {
-                    LoopbackMigration.Outcome outcome = LoopbackMigration.run(source, params,
-                            bootstrap.incoming(totalMemory(), !machine.noPrealloc, deviceLoad()), onProgress);
-                    stats = outcome.stats();
-                    report = new LinkedHashMap<>(stats.toQemuMap());
+                LoopbackMigration.Outcome outcome = orchestrator.migrate(session, source, onProgress);
+                stats = outcome.stats();
+                report = new LinkedHashMap<>(stats.toQemuMap());
+                if (target.isEmpty()) {
                     report.putAll(checkDestination(outcome, machine));
+                } else if (stats.status() == MigrationStatus.COMPLETED) {
+                    boolean file = target.get().scheme() == MigrationUri.Scheme.FILE;
+                    report.put("verified", !file);
+                    if (file) {
+                        report.put("verified-why-not", "a file has no return path; `ferry incoming` of it "
+                                + "checks what it loads");
+                    }
                 }
             }
             List<Device> devices = source.machine().devices();
@@ -144,7 +133,7 @@ final class MigrateCommand implements Callable<Integer> {
                 devices.forEach(d -> ds.put(d.id(), d.statistics()));
                 report.put("devices", ds);
             }
-            String where = target.map(MigrationUri::toString).orElse("a destination in this process, over loopback TCP");
+            String where = session.description();
             if (json) {
                 out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
             } else {

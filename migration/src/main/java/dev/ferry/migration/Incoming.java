@@ -74,17 +74,19 @@ public final class Incoming {
      * @param mode          how it was applied
      * @param sections      device sections loaded (vCPUs included)
      * @param nanos         time from the first apply to the last commit
+     * @param cpuNanos      CPU time the loading thread spent in it: the load's cost without the time
+     *                      other threads (the guest, the source on the same host) took the core
      * @param commits       topology commits it made
      * @param renders       flat views it rendered
      * @param listenerCalls listener callbacks its commits made
      */
-    public record DeviceLoadStats(DeviceLoad mode, int sections, long nanos, long commits, long renders,
-                                  long listenerCalls) {
+    public record DeviceLoadStats(DeviceLoad mode, int sections, long nanos, long cpuNanos, long commits,
+                                  long renders, long listenerCalls) {
         /** @return one line for a summary */
         public String summary() {
-            return String.format("%d sections %s in %.1f ms: %d topology commit%s, %d flat-view render%s, "
-                    + "%d listener calls", sections, mode, nanos / 1e6, commits, commits == 1 ? "" : "s", renders,
-                    renders == 1 ? "" : "s", listenerCalls);
+            return String.format("%d sections %s in %.1f ms (%.1f ms CPU): %d topology commit%s, %d flat-view "
+                    + "render%s, %d listener calls", sections, mode, nanos / 1e6, cpuNanos / 1e6, commits,
+                    commits == 1 ? "" : "s", renders, renders == 1 ? "" : "s", listenerCalls);
         }
     }
 
@@ -166,7 +168,8 @@ public final class Incoming {
                             throw new StreamException(at, "a second configuration section");
                         }
                         machine = createMachine(in, at);
-                        ramLoader = new RamLoader(machine.memory().ramBlocks());
+                        ramLoader = new RamLoader(machine.memory().ramBlocks(),
+                                Map.of(Machine.RAM_NAME, machine.accelerator().reservedRamBytes()));
                         bySection = sectionsOf(machine);
                         if (rp.isPresent()) {
                             ReturnPath.send(rp.get(), ReturnPath.READY, new byte[0]);
@@ -388,6 +391,8 @@ public final class Incoming {
         long commits = memory.topologyCommits();
         long renders = memory.flatViewRenders();
         long calls = memory.listenerCalls();
+        java.lang.management.ThreadMXBean threads = java.lang.management.ManagementFactory.getThreadMXBean();
+        long cpu = threads.getCurrentThreadCpuTime();
         long start = System.nanoTime();
         if (deviceLoad == DeviceLoad.BATCHED) {
             memory.begin();
@@ -408,7 +413,8 @@ public final class Incoming {
                 }
             }
         }
-        return new DeviceLoadStats(deviceLoad, states.size(), System.nanoTime() - start, memory.topologyCommits() - commits,
+        return new DeviceLoadStats(deviceLoad, states.size(), System.nanoTime() - start,
+                threads.getCurrentThreadCpuTime() - cpu, memory.topologyCommits() - commits,
                 memory.flatViewRenders() - renders, memory.listenerCalls() - calls);
     }
 

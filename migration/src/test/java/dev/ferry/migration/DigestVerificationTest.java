@@ -56,14 +56,15 @@ class DigestVerificationTest {
             Connection[] pair = Channels.inProcessPair();
             CompletableFuture<Incoming.Result> dst = receiveAsync(pair[1]);
             AtomicBoolean lost = new AtomicBoolean();
-            // 8 MiB at 32 MiB/s: the first pass lasts a quarter second, in several bursts.
-            MigrationStats stats = new Migration(src, pair[0], TestSupport.params().withMaxBandwidth(32 * MIB)).run(s -> {
+            // 8 MiB at 16 MiB/s: the first pass lasts half a second, in several bursts, and what is
+            // left after the first (over 4 MiB) cannot go within the downtime limit.
+            MigrationStats stats = new Migration(src, pair[0], TestSupport.params().withMaxBandwidth(16 * MIB)).run(s -> {
                 // The first report comes after the first burst, which began at page 0.
                 if (s.status() == MigrationStatus.ACTIVE && lost.compareAndSet(false, true)) {
                     m.ram().host().asSlice(0, 4096).fill((byte) 0x5c);
                 }
             });
-            assertTrue(lost.get(), "the page was written during the migration");
+            assertTrue(lost.get(), "the page was written during the migration: " + stats);
             assertEquals(MigrationStatus.FAILED, stats.status(), stats.error());
             assertTrue(stats.error().contains("RAM digest mismatch on block pc.ram"), stats.error());
             assertTrue(stats.error().contains("pages were lost"), stats.error());

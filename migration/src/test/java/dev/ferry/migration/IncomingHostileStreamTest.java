@@ -16,6 +16,7 @@ import org.junit.jupiter.api.Timeout;
 
 import java.io.ByteArrayInputStream;
 import java.lang.foreign.ValueLayout;
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.channels.ReadableByteChannel;
@@ -488,6 +489,27 @@ class IncomingHostileStreamTest {
             return i;
         }
         throw new AssertionError("not found");
+    }
+
+    /**
+     * A zero page costs nothing on a page that never held data (no read, no fault), but one
+     * that follows data on the same page clears it, and the digest follows.
+     */
+    @Test
+    void aZeroPageClearsWhatAnEarlierPageWrote() throws Exception {
+        byte[] stream = StreamBuilder.prologue()
+                .u8(QemuFormat.SECTION_PART).u32(0).page(0, (byte) 0x5a).page(8192, (byte) 0x11)
+                .zeroPageContinue(0).zeroPageContinue(4096).eos().footer(0)
+                .u8(QemuFormat.SECTION_END).u32(0).eos().footer(0)
+                .cpu(1, 0).eof().description(StreamBuilder.DESCRIPTION).u8(ReturnPath.GO).bytes();
+        Sink sink = new Sink();
+        try (Machine m = receive(stream, sink, 0, 1).machine()) {
+            MemorySegment ram = m.ram().host();
+            assertEquals(-1, ram.asSlice(0, 4096).mismatch(MemorySegment.ofArray(new byte[4096])), "page 0 cleared");
+            assertEquals(0x11, ram.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 8192));
+            assertEquals(java.util.Map.of(Machine.RAM_NAME, RamDigest.of(m.ram()).value()), messages(sink).get(1).digests(),
+                    "the digest the destination reports is its memory's");
+        }
     }
 
     @Test

@@ -2,6 +2,8 @@ package dev.ferry.migration.bootstrap;
 
 import com.google.inject.Guice;
 import com.google.inject.Inject;
+import com.google.inject.Injector;
+import com.google.inject.Module;
 import dev.ferry.api.AcceleratorRequirements;
 import dev.ferry.api.Availability;
 import dev.ferry.api.Device;
@@ -58,8 +60,18 @@ public final class Bootstrap {
 
     /** @return a bootstrap over the given providers */
     public static Bootstrap create(Plugins plugins) {
+        return injector(plugins, new FerryModule(plugins)).getInstance(Bootstrap.class);
+    }
+
+    /**
+     * Creates an injector from {@code module}, which includes a {@link FerryModule} of
+     * {@code plugins}.
+     *
+     * @throws IllegalStateException in one line, for a plugin configuration error
+     */
+    static Injector injector(Plugins plugins, Module module) {
         try {
-            return Guice.createInjector(new FerryModule(plugins)).getInstance(Bootstrap.class);
+            return Guice.createInjector(module);
         } catch (com.google.inject.CreationException e) {
             // Guice's message is a page long and starts "Unable to create injector"; the command
             // line shows one line, so say what is wrong (two plugins claiming one name) there.

@@ -19,18 +19,37 @@ import java.util.Map;
  */
 public final class RamLoader {
 
-    /** A block and the digest of what has been loaded into it, found together by name. */
-    private record Target(MemfdRamBlock block, RamDigest digest) {
+    /**
+     * A block, the digest of what has been loaded into it, and which of its pages hold data: a
+     * page outside that set is zero (a fresh destination's RAM is), so a zero page for it costs
+     * nothing. Reading it to check, as QEMU's ram_handle_zero does, would fault every page of the
+     * guest in (a memfd allocates on a read fault) in the middle of the load.
+     */
+    private record Target(MemfdRamBlock block, RamDigest digest, java.util.BitSet written) {
     }
 
     private final Map<String, Target> blocks = new LinkedHashMap<>();
     private boolean setupDone;
     private long pagesLoaded;
 
-    public RamLoader(List<MemfdRamBlock> ramBlocks) {
+    /**
+     * @param ramBlocks the destination's RAM blocks, zero but for...
+     * @param prewritten ...the bytes at the start of a block (by name) the machine wrote before
+     *                   loading: the accelerator's reserved area, where kvm puts its guest code
+     */
+    public RamLoader(List<MemfdRamBlock> ramBlocks, Map<String, Long> prewritten) {
         for (MemfdRamBlock b : ramBlocks) {
-            // A fresh destination's RAM is zeros; preallocation does not change that.
-            blocks.put(b.name(), new Target(b, RamDigest.ofZeroPages(b.pages())));
+            // A fresh destination's RAM is zeros (preallocation does not change that) except
+            // what the machine wrote itself: those pages are read before a zero page skips them.
+            java.util.BitSet written = new java.util.BitSet();
+            RamDigest digest = RamDigest.ofZeroPages(b.pages());
+            int pages = Math.toIntExact(Math.ceilDiv(Math.min(b.size(), prewritten.getOrDefault(b.name(), 0L)),
+                    b.pageSize()));
+            written.set(0, pages);
+            for (int p = 0; p < pages; p++) {
+                digest.update(p, b.host().asSlice((long) p * b.pageSize(), b.pageSize()));
+            }
+            blocks.put(b.name(), new Target(b, digest, written));
         }
     }
 
@@ -91,16 +110,20 @@ public final class RamLoader {
                             "page offset 0x%x outside RAM block %s of 0x%x bytes", addr, current.name(), current.size()));
                 }
                 MemorySegment page = current.host().asSlice(addr, current.pageSize());
+                int index = (int) (addr / current.pageSize());
                 if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0) {
                     int fill = in.get8();
                     // As ram_handle_zero: leave a page that is already zero untouched.
-                    if (fill != 0 || page.mismatch(RamDigest.zeroPage()) != -1) {
+                    if (fill != 0 || target.written().get(index)) {
                         page.fill((byte) fill);
+                        target.written().set(index, fill != 0);
+                        target.digest().update(index, page);
                     }
                 } else {
                     in.getInto(page);
+                    target.written().set(index);
+                    target.digest().update(index, page);
                 }
-                target.digest().update(addr / current.pageSize(), page);
                 pagesLoaded++;
                 flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);
             }
