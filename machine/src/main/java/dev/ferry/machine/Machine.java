@@ -447,16 +447,21 @@ public final class Machine implements AutoCloseable {
         closed = true;
         runState.shutdown();
         kickAll();
+        // Every vCPU thread must be gone before guest RAM is unmapped below, even if this thread
+        // is interrupted: one still running would touch freed memory (SIGSEGV).
+        boolean interrupted = false;
         for (Thread t : threads) {
-            try {
-                while (t.isAlive()) {
+            while (t.isAlive()) {
+                try {
                     t.join(100);
-                    kickAll();
+                } catch (InterruptedException e) {
+                    interrupted = true;
                 }
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                break;
+                kickAll();
             }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
         }
         try {
             stopDevices();

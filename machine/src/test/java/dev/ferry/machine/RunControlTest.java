@@ -47,6 +47,22 @@ class RunControlTest {
         assertThrows(IllegalStateException.class, m::start);
     }
 
+    /**
+     * An interrupted closer still waits for every vCPU thread before guest RAM is unmapped (a
+     * thread left running would touch freed memory), and keeps its interrupt.
+     */
+    @Test
+    void anInterruptedCloseStillWaitsForTheVcpus() {
+        Machine m = Guests.soft(4 * MIB, 3, Guests.workload(Pattern.RANDOM, 0, 4096, 7));
+        m.start();
+        Guests.awaitWrites(m, 100);
+        Thread.currentThread().interrupt();
+        m.close();
+        assertTrue(Thread.interrupted(), "the interrupt is kept for the caller");
+        assertTrue(Thread.getAllStackTraces().keySet().stream()
+                .noneMatch(t -> t.getName().startsWith("vcpu-") && t.isAlive()), "no vCPU thread outlives close");
+    }
+
     @Test
     void throttleCutsTheWriteRate() {
         try (Machine m = Guests.soft(16 * MIB, 1, Guests.workload(Pattern.RANDOM, 0, 64, 7))) {

@@ -5,7 +5,6 @@ import dev.ferry.api.MemorySection;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Objects;
@@ -21,7 +20,9 @@ public final class AddressSpace {
     private final MemorySystem owner;
     private final String name;
     private final MemoryRegion root;
-    private final List<MemoryListener> listeners = new ArrayList<>();
+    // Copy on write: registration changes it under the memory system's lock, while logClear
+    // walks it from the migration thread, which must not wait for a commit.
+    private final List<MemoryListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
     // Listeners that sync once for everything (logSyncGlobal) rather than per section.
     private final java.util.Set<MemoryListener> globalSyncers = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
     private volatile FlatView current;
@@ -246,6 +247,8 @@ public final class AddressSpace {
      * gets logClear for the overlap.
      */
     public void logClear(MemfdRamBlock block, long offset, long length) {
+        // No lock: the view is immutable and published through a volatile field, the listener
+        // list copied on write; a listener registered meanwhile sees the next clear.
         for (MemorySection s : current.sections()) {
             if (s.dirtyLogMask() == 0 || s.ramBlock().orElse(null) != block) {
                 continue;

@@ -13,6 +13,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -349,6 +350,49 @@ class MemoryListenerTest {
                 drain());
         as.logClear(ram1, 0, 0x10000);
         assertEquals(List.of("R logClear b@0x10000+0x10000 0x0+0x10000"), drain());
+    }
+
+    /**
+     * logClear runs on the migration thread while listeners come and go (a device plugged
+     * during a migration): it neither fails nor waits for the memory system's lock.
+     */
+    @Test
+    void logClearWhileListenersComeAndGo() throws Exception {
+        ms.globalDirtyLogStart();
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread churn = Thread.ofPlatform().start(() -> {
+            try {
+                for (int i = 0; !stop.get(); i++) {
+                    MemoryListener l = new RecordingListener.PerSection("L" + i, i % 3,
+                            java.util.Collections.synchronizedList(new ArrayList<>()));
+                    as.registerListener(l);
+                    as.unregisterListener(l);
+                }
+            } catch (Throwable e) {
+                failure.set(e);
+            }
+        });
+        try {
+            long end = System.nanoTime() + 300_000_000L;
+            ms.begin(); // the clears must not need the lock this thread holds...
+            try {
+                while (System.nanoTime() < end && failure.get() == null) {
+                    as.logClear(ram0, 0, 256 << 10);
+                }
+            } finally {
+                ms.commit();
+            }
+            // ...nor the one the churn takes.
+            end = System.nanoTime() + 300_000_000L;
+            while (System.nanoTime() < end && failure.get() == null) {
+                as.logClear(ram0, 0, 256 << 10);
+            }
+        } finally {
+            stop.set(true);
+            churn.join();
+        }
+        assertNull(failure.get());
     }
 
     @Test

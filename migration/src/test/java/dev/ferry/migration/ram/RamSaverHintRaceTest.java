@@ -118,4 +118,28 @@ class RamSaverHintRaceTest {
             }
         }
     }
+
+    /** A dirty count that disagrees with the bitmaps stops the send with a reason, not a spin. */
+    @ParameterizedTest
+    @EnumSource(RamSaver.LockMode.class)
+    void aMiscountFailsLoudlyInsteadOfSpinning(RamSaver.LockMode mode) throws Exception {
+        MachineConfig config = MachineConfig.of(4L << 20, 1, Workload.of(Pattern.IDLE, 0)).withPreallocate(false);
+        try (Machine m = Machine.create(config, new SoftAcceleratorProvider())) {
+            RamSaver saver = new RamSaver(m.memory(), m.systemMemory(), 10, mode);
+            StreamWriter out = new StreamWriter(new NullChannel());
+            saver.setup(out);
+            saver.sendBurst(out, System.nanoTime() + 1_000_000, () -> Long.MAX_VALUE); // stop mid-block
+            saver.miscountForTest(3);
+            while (true) {
+                try {
+                    if (saver.sendBurst(out, Long.MAX_VALUE, () -> Long.MAX_VALUE)) {
+                        throw new AssertionError("a drained saver with a miscount claims it is done");
+                    }
+                } catch (IllegalStateException e) {
+                    assertTrue(e.getMessage().contains("counts 3 dirty pages but its bitmaps hold none"), e.getMessage());
+                    return;
+                }
+            }
+        }
+    }
 }
