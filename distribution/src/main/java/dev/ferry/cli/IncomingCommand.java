@@ -120,8 +120,13 @@ final class IncomingCommand implements Callable<Integer> {
     }
 
     private Incoming.DeviceLoad deviceLoad() {
+        return vmstateLoad(deviceLoad);
+    }
+
+    /** @return the --vmstate-load word as a mode, or a usage error naming the option */
+    static Incoming.DeviceLoad vmstateLoad(String word) {
         try {
-            return Incoming.DeviceLoad.parse(deviceLoad);
+            return Incoming.DeviceLoad.parse(word);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("--vmstate-load " + e.getMessage());
         }

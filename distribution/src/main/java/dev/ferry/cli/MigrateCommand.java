@@ -232,10 +232,6 @@ final class MigrateCommand implements Callable<Integer> {
     }
 
     private Incoming.DeviceLoad deviceLoad() {
-        try {
-            return Incoming.DeviceLoad.parse(vmstateLoad);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("--vmstate-load " + e.getMessage());
-        }
+        return IncomingCommand.vmstateLoad(vmstateLoad);
     }
 }

@@ -12,6 +12,8 @@ public final class BarMapping {
 
     /** The address of a BAR that is not mapped. */
     public static final long UNMAPPED = -1;
+    /** PCI command register bit: the device decodes memory accesses (PCI_COMMAND_MEMORY, include/hw/pci/pci_regs.h). */
+    public static final int PCI_COMMAND_MEMORY = 0x2;
 
     private final MemoryRegion container;
     private final MemoryRegion region;
@@ -61,6 +63,27 @@ public final class BarMapping {
             }
         });
         address = to;
+    }
+
+    /**
+     * Maps the BAR where its register says if the command register enables memory decoding,
+     * else unmaps it: what pci_update_mappings does after a config write or a state load.
+     *
+     * @param command the PCI command register
+     * @param bar     the BAR register's address
+     * @throws IllegalStateException if decoding is on and the address is not aligned to the BAR's
+     *                               size (BARs are naturally aligned), or {@link #moveTo} refuses it
+     */
+    public void update(int command, long bar) {
+        if ((command & PCI_COMMAND_MEMORY) == 0) {
+            moveTo(UNMAPPED);
+            return;
+        }
+        if (bar < 0 || bar % region.size() != 0) {
+            throw new IllegalStateException(String.format("BAR %s at 0x%x is not %d-byte aligned", region.name(), bar,
+                    region.size()));
+        }
+        moveTo(bar);
     }
 
     /** @return where the region is mapped, or {@link #UNMAPPED} */

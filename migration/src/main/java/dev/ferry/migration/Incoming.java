@@ -152,7 +152,7 @@ public final class Incoming {
                 throw new StreamException(4, "unsupported stream version " + version + ", expected 3");
             }
             RamLoader ramLoader = null;
-            Map<String, Device> bySection = null;
+            Map<String, DeviceSections> bySection = null;
             List<PendingState> states = new ArrayList<>();
             Map<Integer, String> sections = new HashMap<>();
             loop:
@@ -193,7 +193,7 @@ public final class Incoming {
                             sections.put(id, idstr);
                             ramLoader.load(in);
                         } else if (type == QemuFormat.SECTION_FULL && bySection.containsKey(key(idstr, instance))) {
-                            Device d = bySection.remove(key(idstr, instance));
+                            Device d = bySection.remove(key(idstr, instance)).device();
                             sections.put(id, idstr);
                             try {
                                 states.add(new PendingState(d, VMStateLoader.read(in, d.vmstate(), sectionVersion), at));
@@ -221,9 +221,7 @@ public final class Incoming {
                 throw in.error("stream ends without a configuration");
             }
             if (!bySection.isEmpty()) {
-                Device missing = bySection.values().iterator().next();
-                throw in.error("stream ends without the state of " + (missing.id().startsWith("cpu") ? "vCPU "
-                        + missing.id().substring(3) : "device " + missing.id()));
+                throw in.error("stream ends without the state of " + bySection.values().iterator().next().what());
             }
             skipDescription(in, rp.isPresent());
             DeviceLoadStats loadStats = loadDeviceState(machine.memory(), states);
@@ -322,12 +320,10 @@ public final class Incoming {
     }
 
     /** The vCPUs and devices by section, named and numbered as the source numbered them. */
-    private static Map<String, Device> sectionsOf(Machine machine) {
-        Map<String, Device> out = new LinkedHashMap<>();
-        Map<String, Integer> instances = new HashMap<>();
-        for (Device d : machine.migratableDevices()) {
-            String idstr = d.vmstate().description().name();
-            out.put(key(idstr, instances.merge(idstr, 1, Integer::sum) - 1), d);
+    private static Map<String, DeviceSections> sectionsOf(Machine machine) {
+        Map<String, DeviceSections> out = new LinkedHashMap<>();
+        for (DeviceSections s : DeviceSections.of(machine)) {
+            out.put(key(s.idstr(), s.instance()), s);
         }
         return out;
     }

@@ -18,7 +18,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -468,21 +467,19 @@ public final class Migration {
             // sendBurst only stops early on its deadline or budget, neither of which applies.
         }
         footer(out, RAM_SECTION_ID);
-        // Non-iterable state: one FULL section per vCPU and device (QEMU's vmstate), named after
-        // its description, instances numbered per name in the order both sides plug them.
+        // Non-iterable state: one FULL section per vCPU and device (QEMU's vmstate).
         List<String> descriptions = new ArrayList<>();
-        Map<String, Integer> instances = new HashMap<>();
         int sectionId = FIRST_DEVICE_SECTION_ID;
-        for (Device d : machine.migratableDevices()) {
-            String idstr = d.vmstate().description().name();
-            int instance = instances.merge(idstr, 1, Integer::sum) - 1;
+        for (DeviceSections section : DeviceSections.of(machine)) {
+            Device d = section.device();
             VMStateSaver.Saved saved;
             try {
-                saved = VMStateSaver.save(d.vmstate(), idstr, instance);
+                saved = VMStateSaver.save(d.vmstate(), section.idstr(), section.instance());
             } catch (RuntimeException e) {
                 throw new MigrationException("device " + d.id() + ": cannot save its state: " + e.getMessage(), e);
             }
-            sectionHeader(out, QemuFormat.SECTION_FULL, sectionId, idstr, instance, d.vmstate().description().version());
+            sectionHeader(out, QemuFormat.SECTION_FULL, sectionId, section.idstr(), section.instance(),
+                    d.vmstate().description().version());
             out.put(saved.bytes());
             footer(out, sectionId++);
             descriptions.add(saved.json());

@@ -79,8 +79,6 @@ public final class VhostDevice implements Device {
     static final long BAR_SIZE = 0x4000;
     /** Where the per-queue notify addresses begin in BAR 4; 4 bytes each. */
     static final long NOTIFY_OFFSET = 0x3000;
-    /** PCI_COMMAND_MEMORY (include/hw/pci/pci_regs.h). */
-    static final int PCI_COMMAND_MEMORY = 0x2;
 
     /** One queue's state, as the description sees it. */
     private record QueueRef(VirtQueue queue, int[] used) {
@@ -283,21 +281,8 @@ public final class VhostDevice implements Device {
     @Override
     public synchronized void boot() {
         bar4 = machine.assignBar(BAR_SIZE);
-        command |= PCI_COMMAND_MEMORY;
-        updateMappings();
-    }
-
-    /**
-     * Maps or unmaps BAR 4 as the command register and BAR say (QEMU's pci_update_mappings):
-     * one topology change, batched with the whole load on a destination that loads in one
-     * transaction.
-     */
-    private synchronized void updateMappings() {
-        boolean enable = (command & PCI_COMMAND_MEMORY) != 0;
-        if (enable && (bar4 < 0 || bar4 % BAR_SIZE != 0)) {
-            throw new IllegalStateException(String.format("BAR 4 at 0x%x is not %d-byte aligned", bar4, BAR_SIZE));
-        }
-        mapping.moveTo(enable ? bar4 : BarMapping.UNMAPPED);
+        command |= BarMapping.PCI_COMMAND_MEMORY;
+        mapping.update(command, bar4);
     }
 
     /**
@@ -306,7 +291,9 @@ public final class VhostDevice implements Device {
      * destination's load, so it sees the topology loaded so far.
      */
     private void postLoad() {
-        updateMappings();
+        // One topology change, batched with the whole load on a destination that loads in one
+        // transaction.
+        mapping.update(command, bar4);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment idx = arena.allocate(2);
             for (int i = 0; i < devs.size(); i++) {

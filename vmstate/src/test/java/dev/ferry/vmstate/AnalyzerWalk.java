@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
+import java.io.DataInput;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -34,7 +35,7 @@ public final class AnalyzerWalk {
     }
 
     /** @return field name to value: Long, Boolean, byte[], a nested map, or a list of those */
-    public static Map<String, Object> read(JsonNode struct, VMStateInput in) throws IOException {
+    public static Map<String, Object> read(JsonNode struct, DataInput in) throws IOException {
         Map<String, Object> data = new LinkedHashMap<>();
         for (JsonNode field : unfold(struct.get("fields"))) {
             String type = field.get("type").asText();
@@ -43,7 +44,8 @@ public final class AnalyzerWalk {
                 v = read(field.get("struct"), in);
             } else {
                 int size = field.get("size").asInt();
-                byte[] raw = in.getBytes(size);
+                byte[] raw = new byte[size];
+                in.readFully(raw);
                 if (type.equals("bool")) {
                     v = raw[0] != 0;
                 } else if (SIGNED.contains(type) || UNSIGNED.contains(type)) {
@@ -72,12 +74,13 @@ public final class AnalyzerWalk {
         }
         if (struct.has("subsections")) {
             for (JsonNode sub : struct.get("subsections")) {
-                if (in.get8() != VMStateSaver.SUBSECTION) {
+                if (in.readUnsignedByte() != VMStateSaver.SUBSECTION) {
                     throw new IOException("subsection " + sub.get("vmsd_name").asText() + " not found");
                 }
-                String name = new String(in.getBytes(in.get8()), StandardCharsets.UTF_8);
-                in.get32();
-                data.put(name, read(sub, in));
+                byte[] name = new byte[in.readUnsignedByte()];
+                in.readFully(name);
+                in.readInt(); // the version; the JSON describes what this stream holds
+                data.put(new String(name, StandardCharsets.UTF_8), read(sub, in));
             }
         }
         return data;

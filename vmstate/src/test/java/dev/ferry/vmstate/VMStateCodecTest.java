@@ -7,6 +7,8 @@ import dev.ferry.api.vmstate.VMStateField.Count;
 import dev.ferry.api.vmstate.VMStateType;
 import org.junit.jupiter.api.Test;
 
+import java.io.ByteArrayInputStream;
+import java.io.DataInputStream;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -187,9 +189,9 @@ class VMStateCodecTest {
         assertEquals(7, json.get("instance_id").asInt());
         assertEquals("test-dev", json.get("vmsd_name").asText());
         assertEquals(3, json.get("version").asInt());
-        BytesInput in = new BytesInput(s.bytes());
+        DataInputStream in = new DataInputStream(new ByteArrayInputStream(s.bytes()));
         Map<String, Object> got = AnalyzerWalk.read(json, in);
-        assertEquals(0, in.remaining());
+        assertEquals(0, in.available());
         assertEquals(3L, got.get("num_queues"));
         assertEquals(-5L, got.get("i8"));
         assertEquals(-30000L, got.get("i16"));
@@ -221,7 +223,8 @@ class VMStateCodecTest {
         src.queues.get(1).enabled = true;
         src.queues.get(1).used = 5;
         VMStateSaver.Saved s = VMStateSaver.save(VMState.of(d, src), "d", 0);
-        Map<String, Object> got = AnalyzerWalk.read(AnalyzerWalk.parse(s.json()), new BytesInput(s.bytes()));
+        Map<String, Object> got = AnalyzerWalk.read(AnalyzerWalk.parse(s.json()),
+                new DataInputStream(new ByteArrayInputStream(s.bytes())));
         assertEquals(5L, ((Map<?, ?>) got.get("vqs[1]")).get("idx"));
         assertEquals(true, ((Map<?, ?>) ((Map<?, ?>) got.get("vqs[1]")).get("q/on")).get("enabled"));
         Dev dst = new Dev(3);

@@ -26,8 +26,6 @@ import java.util.Map;
  */
 public final class IvshmemDevice implements Device {
 
-    /** PCI command register bit: the device decodes memory accesses (PCI_COMMAND_MEMORY, include/hw/pci/pci_regs.h). */
-    static final int PCI_COMMAND_MEMORY = 0x2;
     static final String MAGIC = "FERRYSHM";
 
     static final VMStateDescription<IvshmemDevice> VMSD = VMStateDescription.<IvshmemDevice>builder("ivshmem")
@@ -44,6 +42,8 @@ public final class IvshmemDevice implements Device {
     private final MemfdRamBlock block;
     private final BarMapping mapping;
     private final MachineContext machine;
+    /** What the peer writes at the start of the shared memory, and a load expects to find there. */
+    private final byte[] header;
     private int command;
     private long bar2 = -1;
     private long intrmask;
@@ -57,6 +57,7 @@ public final class IvshmemDevice implements Device {
         this.system = machine.lookup(AddressSpace.class).orElseThrow();
         this.block = memory.allocateRam(id + ".bar2", size);
         this.mapping = new BarMapping(system.root(), memory.ramRegion(id + ".bar2", block));
+        this.header = (MAGIC + id).getBytes(StandardCharsets.US_ASCII);
     }
 
     /**
@@ -81,8 +82,7 @@ public final class IvshmemDevice implements Device {
     @Override
     public synchronized void boot() {
         bar2 = machine.assignBar(block.size());
-        command |= PCI_COMMAND_MEMORY;
-        byte[] header = (MAGIC + id).getBytes(StandardCharsets.US_ASCII);
+        command |= BarMapping.PCI_COMMAND_MEMORY;
         MemorySegment.copy(MemorySegment.ofArray(header), 0, block.host(), 0, header.length);
         block.setDirty(0, header.length);
         updateMappings();
@@ -94,24 +94,18 @@ public final class IvshmemDevice implements Device {
      * one transaction. After a load, checks the header through the address space.
      */
     private synchronized void updateMappings() {
-        boolean enable = (command & PCI_COMMAND_MEMORY) != 0;
-        if (enable && (bar2 < 0 || bar2 % block.size() != 0)) {
-            throw new IllegalStateException(String.format("device %s: BAR 2 at 0x%x is not %d-byte aligned", id, bar2,
-                    block.size()));
-        }
-        mapping.moveTo(enable ? bar2 : BarMapping.UNMAPPED);
-        if (enable) {
+        mapping.update(command, bar2);
+        if (mapping.address() != BarMapping.UNMAPPED) {
             checkHeader();
         }
     }
 
     private void checkHeader() {
-        byte[] expected = (MAGIC + id).getBytes(StandardCharsets.US_ASCII);
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment got = arena.allocate(expected.length);
+            MemorySegment got = arena.allocate(header.length);
             system.read(mapping.address(), got);
             byte[] bytes = got.toArray(ValueLayout.JAVA_BYTE);
-            if (!java.util.Arrays.equals(bytes, expected)) {
+            if (!java.util.Arrays.equals(bytes, header)) {
                 throw new IllegalStateException(String.format("device %s: BAR 2 at 0x%x does not show this device's "
                         + "shared memory (read '%s')", id, mapping.address(), new String(bytes, StandardCharsets.US_ASCII)
                         .replaceAll("[^ -~]", "?")));

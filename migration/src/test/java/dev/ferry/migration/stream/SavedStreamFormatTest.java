@@ -23,7 +23,6 @@ import dev.ferry.migration.channel.Channels;
 import dev.ferry.migration.channel.Connection;
 import dev.ferry.migration.channel.MigrationUri;
 import dev.ferry.vmstate.AnalyzerWalk;
-import dev.ferry.vmstate.VMStateInput;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
@@ -269,7 +268,7 @@ class SavedStreamFormatTest {
                     JsonNode desc = descriptions.get(key);
                     assertTrue(desc != null, "the JSON describes section " + key);
                     assertEquals(desc.get("version").asInt(), in.readInt(), "section version");
-                    w.sections.put(key, AnalyzerWalk.read(desc, new DataInput(in)));
+                    w.sections.put(key, AnalyzerWalk.read(desc, in));
                     footer(in, id);
                     assertEquals(w.sections.size(), id, "sections are numbered in order");
                 }
@@ -289,44 +288,6 @@ class SavedStreamFormatTest {
             // The file ends with the description.
         }
         return w;
-    }
-
-    /** The file, read forward as the analyzer reads it. */
-    private record DataInput(DataInputStream in) implements VMStateInput {
-        @Override
-        public int get8() throws IOException {
-            return in.readUnsignedByte();
-        }
-
-        @Override
-        public int get16() throws IOException {
-            return in.readUnsignedShort();
-        }
-
-        @Override
-        public int get32() throws IOException {
-            return in.readInt();
-        }
-
-        @Override
-        public long get64() throws IOException {
-            return in.readLong();
-        }
-
-        @Override
-        public byte[] getBytes(int length) throws IOException {
-            return in.readNBytes(length);
-        }
-
-        @Override
-        public byte[] peek(int length) {
-            throw new UnsupportedOperationException("the analyzer never peeks");
-        }
-
-        @Override
-        public long offset() {
-            return -1;
-        }
     }
 
     private static void ramPages(DataInputStream in, Walk w) throws IOException {
