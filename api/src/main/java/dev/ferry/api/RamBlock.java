@@ -1,6 +1,7 @@
 package dev.ferry.api;
 
 import java.lang.foreign.MemorySegment;
+import java.util.OptionalInt;
 
 /**
  * A block of guest RAM: host memory that backs one or more RAM regions, with a dirty bitmap per
@@ -38,6 +39,18 @@ public interface RamBlock {
     MemorySegment host();
 
     /**
+     * The file descriptor behind {@link #host()}, for a tracker or backend that maps the block
+     * itself or hands it to another process (as QEMU hands a vhost-user backend its memory
+     * table). The engine owns it: do not close it. Writes through another mapping of it are
+     * invisible to trackers that watch {@link #host()}'s mapping (userfaultfd, page tables).
+     *
+     * @return the descriptor, absent for memory that has none
+     */
+    default OptionalInt fd() {
+        return OptionalInt.empty();
+    }
+
+    /**
      * Marks the pages overlapping {@code [offset, offset + length)} dirty.
      *
      * @param offset byte offset within the block
@@ -57,4 +70,28 @@ public interface RamBlock {
      * @return the number of pages that were newly marked dirty for the migration client
      */
     long setDirtyBitmap(long firstPage, MemorySegment bitmap, long pages);
+
+    /**
+     * Marks dirty the pages of one 64-bit word of a dirty log: bit {@code i} of {@code bits} is
+     * page {@code firstPage + i}. A tracker folding its own log a word at a time calls this for
+     * each non-zero word; the engine's blocks OR the word in without a loop over bits.
+     *
+     * @param firstPage page index within the block of bit 0
+     * @param bits      the word; set bits beyond the block's last page are an error
+     * @throws IndexOutOfBoundsException if a set bit lies beyond the block
+     */
+    default void setDirtyWord(long firstPage, long bits) {
+        long pageSize = pageSize();
+        long rest = bits;
+        while (rest != 0) {
+            int first = Long.numberOfTrailingZeros(rest);
+            // The run of ones starting at bit 'first'.
+            int run = Long.numberOfTrailingZeros(~(rest >>> first));
+            if (first + run > 64) {
+                run = 64 - first;
+            }
+            setDirty((firstPage + first) * pageSize, run * pageSize);
+            rest = first + run >= 64 ? 0 : rest & (-1L << (first + run));
+        }
+    }
 }

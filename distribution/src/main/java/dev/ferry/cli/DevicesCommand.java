@@ -1,6 +1,7 @@
 package dev.ferry.cli;
 
 import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.Plugins;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -20,7 +21,8 @@ final class DevicesCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        PluginListing.print(spec.commandLine().getOut(), Bootstrap.create().devices(), json);
+        Plugins plugins = Ferry.plugins(spec);
+        PluginListing.print(spec.commandLine().getOut(), Bootstrap.create(plugins).devices(), plugins.problems(), json);
         return 0;
     }
 }

@@ -52,7 +52,7 @@ final class DirtyRateCommand implements Callable<Integer> {
         }
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Bootstrap bootstrap = Bootstrap.create();
+        Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
         DirtyRateResult r;
         try (TrackedMachine tracked = bootstrap.build(plan, machine.config(), bootstrap.devices(machine.deviceSpecs()));

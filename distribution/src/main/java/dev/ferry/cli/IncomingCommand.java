@@ -53,7 +53,7 @@ final class IncomingCommand implements Callable<Integer> {
         MigrationUri uri = MigrationUri.parse(uriText);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Incoming incoming = Bootstrap.create().incoming(MigrateCommand.totalMemory(), !noPrealloc,
+        Incoming incoming = Bootstrap.create(Ferry.plugins(spec)).incoming(MigrateCommand.totalMemory(), !noPrealloc,
                 deviceLoad());
         Channels.Listener listener;
         try {

@@ -95,7 +95,7 @@ final class MigrateCommand implements Callable<Integer> {
         Optional<MigrationUri> target = to == null ? Optional.empty() : Optional.of(MigrationUri.parse(to));
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Orchestrator orchestrator = Orchestrator.create(Plugins.discover(), new MigrationSettings(machine.accelerator,
+        Orchestrator orchestrator = Orchestrator.create(Ferry.plugins(spec), new MigrationSettings(machine.accelerator,
                 machine.trackers, machine.options(), machine.config(), machine.deviceSpecs(), params, target,
                 totalMemory(), !machine.noPrealloc, deviceLoad()));
         // Reach the destination before building the guest: a wrong address fails in

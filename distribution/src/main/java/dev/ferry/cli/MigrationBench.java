@@ -80,7 +80,7 @@ final class MigrationBench implements Callable<Integer> {
                 new Scenario("idle, unlimited", Pattern.IDLE, 0, 0));
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Bootstrap bootstrap = Bootstrap.create();
+        Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         Plan plan = bootstrap.plan(accelerator, trackers, Map.of());
         long limitMs = 300;
         List<Map<String, Object>> rows = new ArrayList<>();

@@ -138,7 +138,7 @@ final class SyncCostBench implements Callable<Integer> {
             modes.add(new Mode("ring " + size, "ring", "kvm-dirtyring",
                     Map.of("dirty-ring-size", Integer.toString(size), "reap-period-ms", "0"), size));
         }
-        Bootstrap bootstrap = Bootstrap.create();
+        Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         List<Result> results = new ArrayList<>();

@@ -107,7 +107,7 @@ final class TrackersBench implements Callable<Integer> {
                         "reap-period-ms", Long.toString(period))));
             }
         }
-        Bootstrap bootstrap = Bootstrap.create();
+        Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         Map<Config, Plan> plans = new LinkedHashMap<>();
         for (Config c : configs) {
             plans.put(c, bootstrap.plan("kvm", c.tracker(), c.options()));

@@ -102,7 +102,7 @@ final class VhostBench implements Callable<Integer> {
             throw new IllegalArgumentException("--seconds must be more than 0 and at most 600, --runs 1 to 20, "
                     + "--rate 0 to 10000");
         }
-        Bootstrap bootstrap = Bootstrap.create();
+        Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         // No tracker: the guest is idle, so its vCPUs dirty nothing, and the sync is the vhost devs'
         // alone (what seed 000's profile timed: vhost_dev_sync_region).
         Plan plan = new Plan(bootstrap.acceleratorProviders().get("soft"), List.of(), Map.of(), Map.of());

@@ -93,7 +93,7 @@ final class VmstateLoadBench implements Callable<Integer> {
             throw new IllegalArgumentException("--runs must be 1 to 20, got " + runs);
         }
         PrintWriter err = spec.commandLine().getErr();
-        Plugins plugins = Plugins.discover();
+        Plugins plugins = Ferry.plugins(spec);
         Map<String, Sample> samples = new LinkedHashMap<>();
         String trackers = "";
         // Run 0 warms up (the JIT compiles the load and listener paths) and is not counted. The

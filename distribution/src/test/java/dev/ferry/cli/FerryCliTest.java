@@ -233,4 +233,38 @@ class FerryCliTest {
         assertEquals(0, version.status());
         assertTrue(version.out().startsWith("ferry "), version.out());
     }
+
+    @Test
+    void auditComparesTrackersAndFindsNothingMissed() throws Exception {
+        Run r = ferry("audit", "--accel", "soft", "--trackers", "soft", "--mem", "16M", "--vcpus", "2",
+                "--syncs", "3", "--sync-interval", "20", "--json");
+        assertEquals(0, r.status(), r.err());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        assertEquals(3, o.get("syncs").size(), r.out());
+        assertEquals(0, o.get("total").get("missed").asLong(), r.out());
+        assertTrue(o.get("total").get("written").asLong() > 0, "the guest wrote: " + r.out());
+        assertTrue(o.get("total").get("reported").get("soft").asLong() >= o.get("total").get("written").asLong(),
+                "soft reports at least the written pages: " + r.out());
+    }
+
+    @Test
+    void auditRefusesBadCounts() {
+        assertTrue(usageError(ferry("audit", "--syncs", "0")).contains("--syncs"));
+        assertTrue(usageError(ferry("audit", "--sync-interval", "0")).contains("--sync-interval"));
+    }
+
+    @Test
+    void aPluginPathThatIsNotADirectoryIsListedAsAProblem() throws Exception {
+        Run r = ferry("--plugin-path", "/nonexistent-ferry-plugins", "trackers");
+        assertEquals(0, r.status(), r.err());
+        assertTrue(r.out().contains("Plugins that failed to load:"), r.out());
+        assertTrue(r.out().contains("/nonexistent-ferry-plugins: not a directory"), r.out());
+        JsonNode a = new ObjectMapper().readTree(ferry("--plugin-path", "/nonexistent-ferry-plugins", "trackers",
+                "--json").out());
+        boolean listed = false;
+        for (JsonNode t : a) {
+            listed |= t.get("name").asText().equals("/nonexistent-ferry-plugins") && !t.get("available").asBoolean();
+        }
+        assertTrue(listed, a.toString());
+    }
 }

@@ -227,7 +227,7 @@ public final class AddressSpace {
         owner.countListenerCalls(calls);
     }
 
-    void logSync(boolean lastStage) {
+    void logSync(boolean lastStage, java.util.function.Consumer<MemoryListener> afterEach) {
         for (MemoryListener l : listeners) {
             if (globalSyncers.contains(l)) {
                 l.logSyncGlobal(lastStage);
@@ -238,6 +238,7 @@ public final class AddressSpace {
                     }
                 }
             }
+            afterEach.accept(l);
         }
     }
 

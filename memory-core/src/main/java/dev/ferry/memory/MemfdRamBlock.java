@@ -101,9 +101,9 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
         return host;
     }
 
-    /** @return the memfd behind the block, for handing to another process */
-    public int fd() {
-        return fd;
+    @Override
+    public java.util.OptionalInt fd() {
+        return java.util.OptionalInt.of(fd);
     }
 
     /** @return the bitmap of one client */
@@ -166,24 +166,14 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
         }
     }
 
-    /**
-     * Marks dirty the pages of one 64-bit word of a dirty log: bit {@code i} of {@code bits} is
-     * page {@code firstPage + i}. The fold of an accelerator's log, a word at a time.
-     *
-     * @return the number of pages newly dirty for the migration client
-     */
-    public int setDirtyWord(long firstPage, long bits) {
+    @Override
+    public void setDirtyWord(long firstPage, long bits) {
         int mask = dirtyLogMask;
-        int added = 0;
         for (DirtyClient client : DirtyClient.values()) {
             if (client.in(mask)) {
-                int n = bitmaps.get(client).orBits(firstPage, bits);
-                if (client == DirtyClient.MIGRATION) {
-                    added = n;
-                }
+                bitmaps.get(client).orBits(firstPage, bits);
             }
         }
-        return added;
     }
 
     @Override

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
 
 /**
  * The memory of one machine: its regions, address spaces and RAM blocks, its transactions, and
@@ -300,11 +301,22 @@ public final class MemorySystem implements AutoCloseable {
      * @param lastStage true for the final sync, with the vCPUs stopped
      */
     public void globalDirtyLogSync(boolean lastStage) {
+        globalDirtyLogSync(lastStage, l -> {
+        });
+    }
+
+    /**
+     * Syncs as {@link #globalDirtyLogSync(boolean)} does, and calls {@code afterEach} right after
+     * each listener has reported, before the next one syncs: what the RAM blocks gained in
+     * between is that listener's report. An audit compares trackers this way; with the vCPUs
+     * paused, every listener sees the same writes.
+     */
+    public void globalDirtyLogSync(boolean lastStage, Consumer<MemoryListener> afterEach) {
         lock.lock();
         try {
             List<MemoryListener> all = allListeners();
             for (AddressSpace as : addressSpaces) {
-                as.logSync(lastStage);
+                as.logSync(lastStage, afterEach);
             }
             all.forEach(MemoryListener::logGlobalAfterSync);
         } finally {

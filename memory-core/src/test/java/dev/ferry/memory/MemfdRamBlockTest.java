@@ -34,7 +34,7 @@ class MemfdRamBlockTest {
             assertEquals(64 << 10, block.size());
             assertEquals(4096, block.pageSize());
             assertEquals(16, block.pages());
-            assertTrue(block.fd() >= 0);
+            assertTrue(block.fd().orElseThrow() >= 0);
             MemorySegment host = block.host();
             assertEquals(block.size(), host.byteSize());
             for (long off = 0; off < host.byteSize(); off += 8) {
@@ -84,7 +84,7 @@ class MemfdRamBlockTest {
         try (MemfdRamBlock block = MemfdRamBlock.allocate("t1", 64 << 10)) {
             block.setDirty(0, block.size());
             block.setDirtyPage(3);
-            assertEquals(0, block.setDirtyWord(0, -1L >>> 48));
+            block.setDirtyWord(0, -1L >>> 48);
             for (DirtyClient c : DirtyClient.values()) {
                 assertEquals(0, count(block, c), "not logging: nothing marked for " + c);
             }
@@ -106,7 +106,7 @@ class MemfdRamBlockTest {
             block.setDirtyPage(7);
             assertEquals(1, count(block, DirtyClient.VGA));
             assertEquals(4, count(block, DirtyClient.MIGRATION));
-            assertEquals(2, block.setDirtyWord(8, 0b11)); // pages 8 and 9, both new
+            block.setDirtyWord(8, 0b11); // pages 8 and 9, both new
             assertEquals(6, count(block, DirtyClient.MIGRATION));
             assertEquals(3, count(block, DirtyClient.VGA));
 

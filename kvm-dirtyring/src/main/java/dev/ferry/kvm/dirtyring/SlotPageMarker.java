@@ -4,7 +4,6 @@ import dev.ferry.api.DirtyTrackerException;
 import dev.ferry.api.RamBlock;
 import dev.ferry.kvm.KvmMemslot;
 import dev.ferry.kvm.KvmMemslots;
-import dev.ferry.memory.MemfdRamBlock;
 
 /**
  * Turns ring entries into dirty RAM block pages (QEMU's kvm_dirty_ring_mark_page): the entry's
@@ -14,8 +13,8 @@ import dev.ferry.memory.MemfdRamBlock;
  *
  * <p>Marks are gathered a 64-page word at a time: consecutive entries that fall in the same
  * aligned word of the same block are OR-ed together and handed to the block once, with
- * {@link MemfdRamBlock#setDirtyWord} for Ferry's own blocks or as runs of
- * {@link RamBlock#setDirty} for others. Guests dirty pages in runs more often than not, so a
+ * {@link RamBlock#setDirtyWord} (Ferry's own blocks OR the word in; others take runs of
+ * {@link RamBlock#setDirty}). Guests dirty pages in runs more often than not, so a
  * sequential writer costs one bitmap update per 64 entries.
  *
  * <p>An entry that names no slot of the table (another address space, a slot id KVM does not
@@ -74,31 +73,12 @@ public final class SlotPageMarker implements GfnSink {
     @Override
     public void flush() {
         if (block != null && bits != 0) {
-            mark(block, wordBase, bits);
+            block.setDirtyWord(wordBase, bits);
             words++;
         }
         block = null;
         wordBase = -1;
         bits = 0;
-    }
-
-    /** Marks the pages of one word: bit {@code i} is page {@code base + i}. */
-    static void mark(RamBlock block, long base, long bits) {
-        if (block instanceof MemfdRamBlock m) {
-            m.setDirtyWord(base, bits);
-            return;
-        }
-        long pageSize = block.pageSize();
-        long rest = bits;
-        while (rest != 0) {
-            int first = Long.numberOfTrailingZeros(rest);
-            int run = Long.numberOfTrailingZeros(~(rest >>> first));
-            if (first + run >= 64) {
-                run = 64 - first;
-            }
-            block.setDirty((base + first) * pageSize, run * pageSize);
-            rest = run + first >= 64 ? 0 : rest & (-1L << (first + run));
-        }
     }
 
     /** @return entries marked since the marker was made */

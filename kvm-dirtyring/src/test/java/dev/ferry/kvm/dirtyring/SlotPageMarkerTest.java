@@ -158,10 +158,10 @@ class SlotPageMarkerTest {
                 throw new AssertionError("not used");
             }
         };
-        SlotPageMarker.mark(fake, 128, 0b1011L);
-        SlotPageMarker.mark(fake, 192, -1L);
-        SlotPageMarker.mark(fake, 256, Long.MIN_VALUE | 1L);
-        SlotPageMarker.mark(fake, 320, 0xF0L << 56);
+        fake.setDirtyWord(128, 0b1011L);
+        fake.setDirtyWord(192, -1L);
+        fake.setDirtyWord(256, Long.MIN_VALUE | 1L);
+        fake.setDirtyWord(320, 0xF0L << 56);
         assertEquals(List.of("128+2", "131+1", "192+64", "256+1", "319+1", "380+4"), calls);
     }
 

@@ -3,6 +3,7 @@ package dev.ferry.machine.soft;
 import java.lang.invoke.VarHandle;
 
 import dev.ferry.api.MemorySection;
+import dev.ferry.api.RamBlock;
 import dev.ferry.memory.DirtyBitmap;
 import dev.ferry.memory.MemfdRamBlock;
 
@@ -99,7 +100,7 @@ public final class SoftMemslot {
      *
      * @return the number of pages reported
      */
-    public long syncInto(MemfdRamBlock target) {
+    public long syncInto(RamBlock target) {
         long reported = 0;
         int words = log.wordCount();
         for (int w = 0; w < words; w++) {

@@ -8,7 +8,6 @@ import dev.ferry.api.DirtyTrackerProvider;
 import dev.ferry.api.MachineContext;
 import dev.ferry.api.MemorySection;
 import dev.ferry.api.Options;
-import dev.ferry.memory.MemfdRamBlock;
 
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
@@ -67,7 +66,7 @@ public final class SoftTrackerProvider implements DirtyTrackerProvider {
         @Override
         public void logSync(MemorySection section) {
             accelerator.memslot(section).ifPresent(slot -> {
-                pages.addAndGet(slot.syncInto((MemfdRamBlock) section.ramBlock().orElseThrow()));
+                pages.addAndGet(slot.syncInto(section.ramBlock().orElseThrow()));
                 syncs.incrementAndGet();
             });
         }

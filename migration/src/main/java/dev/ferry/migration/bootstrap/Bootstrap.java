@@ -90,22 +90,39 @@ public final class Bootstrap {
         }
     }
 
-    private synchronized Availability probe(String key, java.util.function.Supplier<Availability> probe) {
+    private synchronized Availability probe(String key, Object provider, java.util.function.Supplier<Availability> probe) {
         return probes.computeIfAbsent(key, k -> {
             try {
-                return probe.get();
-            } catch (RuntimeException e) {
-                return Availability.no("probe failed: " + e.getMessage());
+                return java.util.Objects.requireNonNull(probe.get(), "probe() returned null");
+            } catch (RuntimeException | LinkageError e) {
+                // A probe must not throw; one that does (or a plugin missing a class) is a
+                // broken plugin, and the user needs to know which.
+                return Availability.no("probe failed" + plugin(provider).map(n -> " in " + n).orElse("") + ": " + e);
             }
         });
     }
 
+    /** @return "plugin JAR" for a provider loaded from a plugin directory (see {@link Plugins#discover(List)}) */
+    static java.util.Optional<String> plugin(Object provider) {
+        ClassLoader loader = provider.getClass().getClassLoader();
+        String name = loader == null ? null : loader.getName();
+        return name != null && name.startsWith("plugin ") ? java.util.Optional.of(name) : java.util.Optional.empty();
+    }
+
+    private static String describe(String description, Object provider) {
+        return description + plugin(provider).map(n -> " [" + n + "]").orElse("");
+    }
+
     private Availability probe(DirtyTrackerProvider p) {
-        return probe("tracker:" + p.name(), p::probe);
+        return probe("tracker:" + p.name(), p, p::probe);
     }
 
     private Availability probe(AcceleratorProvider p) {
-        return probe("accel:" + p.name(), p::probe);
+        return probe("accel:" + p.name(), p, p::probe);
+    }
+
+    private Availability probe(DeviceProvider p) {
+        return probe("device:" + p.name(), p, p::probe);
     }
 
     /** @return every discovered tracker, by name, with its availability here */
@@ -113,7 +130,7 @@ public final class Bootstrap {
         List<PluginInfo> out = new ArrayList<>();
         for (DirtyTrackerProvider p : trackers.values()) {
             Availability a = probe(p);
-            out.add(new PluginInfo(p.name(), a.available(), a.reason(), p.description()));
+            out.add(new PluginInfo(p.name(), a.available(), a.reason(), describe(p.description(), p)));
         }
         return out;
     }
@@ -122,8 +139,8 @@ public final class Bootstrap {
     public List<PluginInfo> devices() {
         List<PluginInfo> out = new ArrayList<>();
         for (DeviceProvider p : devices.values()) {
-            Availability a = probe("device:" + p.name(), p::probe);
-            out.add(new PluginInfo(p.name(), a.available(), a.reason(), p.description()));
+            Availability a = probe(p);
+            out.add(new PluginInfo(p.name(), a.available(), a.reason(), describe(p.description(), p)));
         }
         return out;
     }
@@ -145,7 +162,7 @@ public final class Bootstrap {
                 throw new UsageException("unknown device type '" + type + "' in '" + spec + "'; known: "
                         + (devices.isEmpty() ? "none (see ferry devices)" : String.join(", ", devices.keySet())));
             }
-            Availability a = probe("device:" + p.name(), p::probe);
+            Availability a = probe(p);
             if (!a.available()) {
                 throw new UsageException("device " + type + " is not available here: " + a.reason());
             }

@@ -38,11 +38,11 @@ class PluginsTest {
             assertTrue(p.trackers().stream().anyMatch(t -> t.name().equals("soft")), "the good plugins still load");
             assertTrue(p.accelerators().stream().anyMatch(a -> a.name().equals("soft")));
             assertEquals(3, p.problems().size(), p.problems().toString());
-            assertTrue(p.problems().get(0).contains("DirtyTrackerProvider could not be loaded"), p.problems().get(0));
-            assertTrue(p.problems().get(0).contains("com.example.NoSuchTracker"), p.problems().get(0));
-            assertTrue(p.problems().get(1).contains("AcceleratorProvider could not be loaded"), p.problems().get(1));
-            assertTrue(p.problems().get(1).contains("not a subtype"), p.problems().get(1));
-            assertTrue(p.problems().get(2).contains("Exploding"), p.problems().get(2));
+            assertTrue(p.problems().get(0).toString().contains("DirtyTrackerProvider could not be loaded"), p.problems().get(0).toString());
+            assertTrue(p.problems().get(0).toString().contains("com.example.NoSuchTracker"), p.problems().get(0).toString());
+            assertTrue(p.problems().get(1).toString().contains("AcceleratorProvider could not be loaded"), p.problems().get(1).toString());
+            assertTrue(p.problems().get(1).toString().contains("not a subtype"), p.problems().get(1).toString());
+            assertTrue(p.problems().get(2).toString().contains("Exploding"), p.problems().get(2).toString());
         }
     }
 

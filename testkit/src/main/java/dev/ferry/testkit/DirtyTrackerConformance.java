@@ -1,0 +1,451 @@
+package dev.ferry.testkit;
+
+import dev.ferry.api.AcceleratorRequirements;
+import dev.ferry.api.Availability;
+import dev.ferry.api.DirtyTrackerProvider;
+import dev.ferry.api.Options;
+import dev.ferry.audit.AuditTotals;
+import dev.ferry.audit.SyncReport;
+import dev.ferry.audit.TrackerAudit;
+import dev.ferry.machine.Machine;
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.workload.Pattern;
+import dev.ferry.machine.workload.Workload;
+import dev.ferry.memory.IoHandler;
+import dev.ferry.memory.MemfdRamBlock;
+import dev.ferry.memory.MemoryRegion;
+import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.Plan;
+import dev.ferry.migration.bootstrap.Plugins;
+import dev.ferry.migration.bootstrap.TrackedMachine;
+import dev.ferry.migration.bootstrap.UsageException;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.LockSupport;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
+import static org.junit.jupiter.api.Assumptions.abort;
+
+/**
+ * The conformance kit for dirty trackers: extend it from a test of your plugin and name your
+ * provider.
+ *
+ * <pre>{@code
+ * class MyTrackerConformanceTest extends DirtyTrackerConformance {
+ *     @Override
+ *     protected DirtyTrackerProvider provider() {
+ *         return new MyTrackerProvider();
+ *     }
+ * }
+ * }</pre>
+ *
+ * <p>Each test builds a real guest (KVM or the software accelerator, whichever Ferry would choose
+ * for your tracker, or {@link #accelerator()}), registers your tracker as Ferry would, runs a
+ * workload and audits every sync against a copy of guest RAM ({@link TrackerAudit}): a page
+ * whose content changed and that your tracker did not report is a page a migration would lose,
+ * and fails the test with the pages and the sync. The kit checks that
+ * <ul>
+ *   <li>every written page is reported, for sequential, random and hot/cold writers;</li>
+ *   <li>writers that keep writing while syncs run lose nothing (vCPUs, and host threads writing
+ *       guest RAM if your tracker {@linkplain #sees() sees them});</li>
+ *   <li>logging stopped and started again, and a sync with nothing written (which must report
+ *       nothing), behave;</li>
+ *   <li>RAM sections split and merged, and a RAM region added and removed, while tracking lose
+ *       nothing.</li>
+ * </ul>
+ * After the class it prints, per check, the pages written and reported, the false-positive rate
+ * (reported pages whose content had not changed: harmless, sent twice) and the sync cost.
+ *
+ * <p>Where your tracker is unavailable ({@link DirtyTrackerProvider#probe()}) the tests are
+ * skipped with its reason; with {@code FERRY_REQUIRE_KVM=1} a tracker that needs KVM fails
+ * instead. Randomness is seeded: {@code -Dferry.test.seed=N} replays a run, and every failure
+ * names its seed.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+public abstract class DirtyTrackerConformance {
+
+    /** Where writes to guest RAM come from. */
+    public enum WriteSource {
+        /** The guest's vCPUs, through the accelerator. */
+        GUEST,
+        /**
+         * Host threads writing guest RAM through {@link dev.ferry.api.RamBlock#host()}, as a vhost
+         * backend's DMA does: only trackers that watch host memory itself see these.
+         */
+        HOST
+    }
+
+    private static final long MIB = 1L << 20;
+    private static final long SEED = Long.getLong("ferry.test.seed", 0xC0FFEEL);
+
+    private final List<String> figures = Collections.synchronizedList(new ArrayList<>());
+    private Bootstrap bootstrap;
+    private Plan plan;
+
+    /** @return the provider under test; called once per test class */
+    protected abstract DirtyTrackerProvider provider();
+
+    /** @return the options to give the tracker; none by default */
+    protected Map<String, String> options() {
+        return Map.of();
+    }
+
+    /**
+     * @return the writers whose writes the tracker reports; the guest's by default. A tracker
+     *         that watches host memory (userfaultfd, page tables) adds {@link WriteSource#HOST}.
+     */
+    protected Set<WriteSource> sees() {
+        return EnumSet.of(WriteSource.GUEST);
+    }
+
+    /** @return the accelerator to run on; {@code auto} (the default) lets Ferry choose */
+    protected String accelerator() {
+        return Bootstrap.AUTO;
+    }
+
+    /** @return the guest's RAM in bytes: small, since the kit keeps a copy of it */
+    protected long guestMemory() {
+        return 32 * MIB;
+    }
+
+    @BeforeAll
+    final void choose() {
+        DirtyTrackerProvider provider = provider();
+        Availability a;
+        try {
+            a = provider.probe();
+        } catch (RuntimeException e) {
+            throw new AssertionError("probe() must not throw; it threw " + e, e);
+        }
+        if (!a.available()) {
+            skipOrFail(provider, "tracker " + provider.name() + " is not available here: " + a.reason());
+        }
+        Plugins found = Plugins.discover(getClass().getClassLoader());
+        bootstrap = Bootstrap.create(new Plugins(List.of(provider), found.accelerators(), found.devices(), List.of()));
+        try {
+            plan = bootstrap.plan(accelerator(), provider.name(), options());
+        } catch (UsageException e) {
+            skipOrFail(provider, e.getMessage());
+        }
+    }
+
+    private void skipOrFail(DirtyTrackerProvider provider, String why) {
+        AcceleratorRequirements needs;
+        try {
+            needs = provider.requirements(Options.of(options()));
+        } catch (IllegalArgumentException e) {
+            throw new AssertionError("the kit's options are refused: " + e.getMessage(), e);
+        }
+        if ("1".equals(System.getenv("FERRY_REQUIRE_KVM")) && needs.accepts("kvm") && !needs.accepts("soft")) {
+            fail("FERRY_REQUIRE_KVM=1, but " + why);
+        }
+        abort("skipped: " + why);
+    }
+
+    @AfterAll
+    final void printFigures() {
+        if (plan == null || figures.isEmpty()) {
+            return;
+        }
+        StringBuilder sb = new StringBuilder();
+        sb.append(String.format("conformance of tracker %s on %s (%d MiB guest, seed %d):%n",
+                plan.trackerNames(), plan.accelerator().name(), guestMemory() / MIB, SEED));
+        synchronized (figures) {
+            figures.forEach(f -> sb.append("  ").append(f).append(System.lineSeparator()));
+        }
+        System.out.print(sb);
+    }
+
+    // ---- the checks
+
+    @ParameterizedTest(name = "{0} writer")
+    @EnumSource(value = Pattern.class, names = {"SEQUENTIAL", "RANDOM", "HOTCOLD"})
+    void reportsEveryWrittenPage(Pattern pattern) {
+        try (TrackedMachine tm = build(pattern)) {
+            Machine m = tm.machine();
+            m.start();
+            awaitWrites(m, 256);
+            TrackerAudit audit = startAudit(tm);
+            try (audit) {
+                for (int i = 0; i < 8; i++) {
+                    awaitWrites(m, 128);
+                    m.pause();
+                    check(audit.sync(true), pattern + " writer");
+                    m.resume();
+                }
+                m.pause();
+                check(audit.sync(true), pattern + " writer, last sync");
+                record("every written page, " + pattern.name().toLowerCase() + " writer", audit.totals(), true);
+            } finally {
+                m.memory().globalDirtyLogStop();
+            }
+        }
+    }
+
+    @Test
+    void losesNothingWhileWritersRunDuringSyncs() {
+        try (TrackedMachine tm = build(Pattern.RANDOM)) {
+            Machine m = tm.machine();
+            m.start();
+            awaitWrites(m, 256);
+            TrackerAudit audit = startAudit(tm);
+            try (audit;
+                 HostWriters host = sees().contains(WriteSource.HOST) ? new HostWriters(m, 2) : null) {
+                for (int i = 0; i < 40; i++) {
+                    audit.sync(false);
+                    LockSupport.parkNanos(2_000_000L);
+                }
+                if (host != null) {
+                    host.stop();
+                }
+                m.pause();
+                check(audit.sync(true), "writers running during 40 syncs"
+                        + (host != null ? ", " + host.writes() + " of them by host threads" : ""));
+                record("writers running during syncs" + (host != null ? " (vCPUs and host threads)" : ""),
+                        audit.totals(), false);
+            } finally {
+                m.memory().globalDirtyLogStop();
+            }
+        }
+    }
+
+    @Test
+    void stopsStartsAndResyncs() {
+        try (TrackedMachine tm = build(Pattern.HOTCOLD)) {
+            Machine m = tm.machine();
+            m.start();
+            for (int round = 1; round <= 2; round++) {
+                awaitWrites(m, 256);
+                TrackerAudit audit = startAudit(tm);
+                try (audit) {
+                    for (int i = 0; i < 3; i++) {
+                        awaitWrites(m, 128);
+                        m.pause();
+                        check(audit.sync(true), "logging round " + round);
+                        m.resume();
+                    }
+                    m.pause();
+                    check(audit.sync(true), "logging round " + round + ", guest paused");
+                    for (int again = 1; again <= 2; again++) {
+                        SyncReport quiet = audit.sync(true);
+                        assertEquals(0, quiet.written(), "nothing may write while the guest is paused");
+                        assertEquals(0L, quiet.reported().getFirst(), () -> "sync " + quiet.index() + " of round "
+                                + " with nothing written since the previous one reported " + quiet.reported().getFirst()
+                                + " pages: a tracker that reports what it reported before re-sends pages forever"
+                                + seed());
+                    }
+                    record("logging round " + round + " (and 2 syncs with nothing written)", audit.totals(), true);
+                } finally {
+                    m.memory().globalDirtyLogStop();
+                }
+                m.resume(); // writes with logging off: nobody has to report them
+            }
+        }
+    }
+
+    @Test
+    void followsRegionsAddedAndRemovedWhileTracking() {
+        try (TrackedMachine tm = build(Pattern.SEQUENTIAL)) {
+            Machine m = tm.machine();
+            MemoryRegion root = m.systemMemory().root();
+            Workload w = m.config().workload();
+            m.start();
+            TrackerAudit audit = startAudit(tm);
+            try (audit) {
+                // 1. Split the RAM section under written, unsynced pages: an I/O window mapped
+                //    over the middle of the working set takes its place, then goes away.
+                awaitWrites(m, 512);
+                m.pause();
+                long size = w.workingSetSize(m.config().ramSize());
+                long windowAt = (w.workingSetOffset() + size / 2) & -(2 * MIB);
+                MemoryRegion window = m.memory().ioRegion("testkit.window", MIB, new NoIo());
+                root.addSubregionOverlap(windowAt, window, 1);
+                check(audit.sync(true), "RAM section split by a window mapped over it");
+                root.removeSubregion(window);
+                m.resume();
+                awaitWrites(m, 512);
+                m.pause();
+                check(audit.sync(true), "RAM section whole again after the window went away");
+
+                // 2. A RAM region added while tracking, written, then removed before a sync.
+                MemfdRamBlock extra = m.memory().allocateRam("testkit.extra", 2 * MIB);
+                MemoryRegion region = m.memory().ramRegion("testkit.extra", extra);
+                root.addSubregion(m.assignBar(2 * MIB), region);
+                check(audit.sync(true), "RAM region added while tracking");
+                boolean host = sees().contains(WriteSource.HOST);
+                if (host) {
+                    writePages(extra, 0, 64, 1);
+                    SyncReport r = check(audit.sync(true), "host writes to a RAM region added while tracking");
+                    assertTrue(r.written() >= 64, "the host writes changed " + r.written() + " pages, expected 64");
+                    writePages(extra, 64, 64, 2);
+                }
+                root.removeSubregion(region);
+                check(audit.sync(true), host ? "host writes to a RAM region removed before the sync" : "RAM region removed");
+                m.resume();
+                awaitWrites(m, 512);
+                m.pause();
+                check(audit.sync(true), "guest writes after the regions changed");
+                record("RAM section split and merged, RAM region added and removed", audit.totals(), true);
+            } finally {
+                m.memory().globalDirtyLogStop();
+            }
+        }
+    }
+
+    // ---- the machinery
+
+    /**
+     * Starts logging and the audit with the guest paused, then lets it run: a page written
+     * while the audit copies RAM would be reported with content the copy already holds.
+     */
+    private static TrackerAudit startAudit(TrackedMachine tm) {
+        Machine m = tm.machine();
+        m.pause();
+        m.memory().globalDirtyLogStart();
+        TrackerAudit audit = new TrackerAudit(m, tm.trackers());
+        m.resume();
+        return audit;
+    }
+
+    private TrackedMachine build(Pattern pattern) {
+        Workload workload = new Workload(pattern, 0, 0, 0, 64, 0.1, 0.9, SEED ^ pattern.ordinal());
+        try {
+            return bootstrap.build(plan, new MachineConfig(guestMemory(), 2, workload, Map.of(), false));
+        } catch (UsageException e) {
+            throw new AssertionError("the kit's guest was refused: " + e.getMessage(), e);
+        }
+    }
+
+    private SyncReport check(SyncReport r, String what) {
+        if (r.missed() > 0) {
+            fail(String.format("%s: %d of %d pages written before sync %d were never reported (first: %s): "
+                    + "a migration would lose them%s", what, r.missed(), r.written(), r.index(), r.firstMissed(), seed()));
+        }
+        return r;
+    }
+
+    private void record(String check, AuditTotals t, boolean exactOnly) {
+        assertTrue(t.written() > 0 || !exactOnly, check + ": nothing was written, so nothing was checked");
+        double fp = t.falsePositiveRate(0);
+        figures.add(String.format("%-62s %3d syncs, %7d pages written, %7d reported, false positives %s, "
+                        + "sync median %s (max %s), 0 missed", check + ":", t.syncs(), t.written(), t.reported().getFirst(),
+                Double.isNaN(fp) ? "-" : String.format("%.1f%%", 100 * fp),
+                micros(t.medianSyncNanos().getFirst()), micros(t.maxSyncNanos().getFirst())));
+    }
+
+    private static String micros(long nanos) {
+        return nanos >= 10_000_000 ? nanos / 1_000_000 + " ms" : nanos / 1000 + " µs";
+    }
+
+    private static String seed() {
+        return " (seed " + SEED + "; replay with -Dferry.test.seed=" + SEED + ")";
+    }
+
+    private static void awaitWrites(Machine m, long pages) {
+        long target = m.pagesWritten() + pages;
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (m.pagesWritten() < target) {
+            if (m.vcpuFailure().isPresent()) {
+                throw new AssertionError("a vCPU failed: " + m.vcpuFailure().get(), m.vcpuFailure().get());
+            }
+            if (System.nanoTime() > deadline) {
+                fail("the guest wrote " + m.pagesWritten() + " pages in 60 s, expected " + target);
+            }
+            LockSupport.parkNanos(1_000_000L);
+        }
+    }
+
+    private static void writePages(MemfdRamBlock block, long first, long count, long stamp) {
+        MemorySegment host = block.host();
+        for (long p = first; p < first + count; p++) {
+            host.set(ValueLayout.JAVA_LONG, p * block.pageSize() + 8 * (p % 64), stamp << 32 | p);
+        }
+    }
+
+    /** An I/O region that reads zero and ignores writes. */
+    private static final class NoIo implements IoHandler {
+        @Override
+        public long read(long offset, int size) {
+            return 0;
+        }
+
+        @Override
+        public void write(long offset, long value, int size) {
+        }
+    }
+
+    /**
+     * Threads that write random pages of the guest's working set through host memory, as a
+     * device's DMA does, until stopped.
+     */
+    private static final class HostWriters implements AutoCloseable {
+        private final AtomicBoolean stop = new AtomicBoolean();
+        private final List<Thread> threads = new ArrayList<>();
+        private final long[] writes;
+
+        HostWriters(Machine m, int count) {
+            MemfdRamBlock ram = m.ram();
+            Workload w = m.config().workload();
+            long first = w.workingSetOffset() / ram.pageSize();
+            long pages = w.workingSetSize(m.config().ramSize()) / ram.pageSize();
+            writes = new long[count];
+            for (int i = 0; i < count; i++) {
+                int me = i;
+                SplittableRandom rnd = new SplittableRandom(SEED + 17 * i);
+                threads.add(Thread.ofPlatform().name("testkit-host-writer-" + i).start(() -> {
+                    MemorySegment host = ram.host();
+                    while (!stop.get()) {
+                        long page = first + rnd.nextLong(pages);
+                        host.set(ValueLayout.JAVA_LONG, page * ram.pageSize() + 8 * rnd.nextInt(512), rnd.nextLong());
+                        writes[me]++;
+                        if ((writes[me] & 63) == 0) {
+                            LockSupport.parkNanos(100_000L);
+                        }
+                    }
+                }));
+            }
+        }
+
+        void stop() {
+            stop.set(true);
+            for (Thread t : threads) {
+                try {
+                    t.join();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new AssertionError("interrupted while stopping the host writers", e);
+                }
+            }
+        }
+
+        long writes() {
+            long n = 0;
+            for (long w : writes) {
+                n += w;
+            }
+            return n;
+        }
+
+        @Override
+        public void close() {
+            stop();
+        }
+    }
+}
