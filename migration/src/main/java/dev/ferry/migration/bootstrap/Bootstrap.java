@@ -97,7 +97,10 @@ public final class Bootstrap {
             } catch (RuntimeException | LinkageError e) {
                 // A probe must not throw; one that does (or a plugin missing a class) is a
                 // broken plugin, and the user needs to know which.
-                return Availability.no("probe failed" + plugin(provider).map(n -> " in " + n).orElse("") + ": " + e);
+                String why = e.getMessage() == null || e instanceof LinkageError
+                        ? e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage())
+                        : e.getMessage();
+                return Availability.no("probe failed" + plugin(provider).map(n -> " in " + n).orElse("") + ": " + why);
             }
         });
     }
