@@ -10,7 +10,9 @@ import java.util.List;
  * @param written        pages whose content changed since the previous sync's copy; -1 unless exact
  * @param reported       pages each tracker reported
  * @param reportedOnlyBy pages each tracker reported and no other listener did
- * @param falsePositives pages each tracker reported whose content had not changed; empty unless exact
+ * @param falsePositives pages each tracker reported whose content had not changed; empty unless exact.
+ *                       After syncs taken while the guest ran, this includes pages written again
+ *                       after such a sync cleared them and before it copied them
  * @param othersReported pages reported by listeners that are not audited (vhost loggers) or
  *                       marked between syncs
  * @param missed         pages written and reported by nobody: lost in a migration; -1 unless exact

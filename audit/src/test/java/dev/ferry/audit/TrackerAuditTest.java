@@ -52,7 +52,11 @@ class TrackerAuditTest {
     }
 
     private static Machine machine(Pattern pattern) {
-        return Guests.soft(8 * MIB, 2, Guests.workload(pattern, 0, 64, 7));
+        return machine(pattern, 0);
+    }
+
+    private static Machine machine(Pattern pattern, double rateMiBps) {
+        return Guests.soft(8 * MIB, 2, Guests.workload(pattern, rateMiBps, 64, 7));
     }
 
     private static List<DirtyTracker> attach(Machine m, DirtyTracker... trackers) {
@@ -95,9 +99,9 @@ class TrackerAuditTest {
             AuditTotals t = audit(m, attach(m, soft), 10);
             assertEquals(0, t.missed(), t.toString());
             assertTrue(t.written() > 0 && t.reported().getFirst() > 0, t.toString());
-            // A page written between a running sync's clear and its copy is reported again with
-            // content the copy already holds: a false positive a migration also has (sent twice).
-            assertTrue(t.falsePositiveRate(0) < 0.02, "the soft tracker reports pages that were written: " + t);
+            // No bound on false positives here: a page written between a running sync's clear and
+            // its copy is reported again with content the copy already holds (sent twice, as in a
+            // migration). The exact-only figure is checked below, on a guest paused for each sync.
         }
     }
 
@@ -124,7 +128,8 @@ class TrackerAuditTest {
 
     @Test
     void aTrackerThatReportsEverythingIsCompleteAndMostlyFalsePositives() {
-        try (Machine m = machine(Pattern.SEQUENTIAL)) {
+        // A guest slow enough to leave most of its 2048 pages unwritten between syncs.
+        try (Machine m = machine(Pattern.SEQUENTIAL, 4)) {
             DirtyTracker soft = new SoftTrackerProvider().create(m.context(Options.empty()));
             List<RamBlock> blocks = m.context(Options.empty()).ramBlocks();
             AuditTotals t = audit(m, attach(m, soft, new Everything(blocks)), 3);
@@ -132,7 +137,7 @@ class TrackerAuditTest {
             assertEquals(0, t.reportedOnlyBy().getFirst(), "everything covers soft's pages: " + t);
             long pages = m.ram().pages();
             assertEquals(pages * t.syncs(), (long) t.reported().get(1), t.toString());
-            assertTrue(t.falsePositiveRate(1) > 0.3, t.toString());
+            assertTrue(t.falsePositiveRate(1) > 0.5, t.toString());
             assertEquals(0.0, t.falsePositiveRate(0), t.toString());
             assertFalse(Double.isNaN(t.falsePositiveRate(1)));
         }

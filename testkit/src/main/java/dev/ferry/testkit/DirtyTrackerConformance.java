@@ -14,7 +14,15 @@ import dev.ferry.machine.workload.Workload;
 import dev.ferry.memory.IoHandler;
 import dev.ferry.memory.MemfdRamBlock;
 import dev.ferry.memory.MemoryRegion;
+import dev.ferry.migration.Incoming;
+import dev.ferry.migration.LoopbackMigration;
+import dev.ferry.migration.MigrationParameters;
+import dev.ferry.migration.MigrationStats;
+import dev.ferry.migration.MigrationStatus;
 import dev.ferry.migration.bootstrap.Bootstrap;
+import dev.ferry.migration.bootstrap.MigrationSettings;
+import dev.ferry.migration.bootstrap.MigrationTarget;
+import dev.ferry.migration.bootstrap.Orchestrator;
 import dev.ferry.migration.bootstrap.Plan;
 import dev.ferry.migration.bootstrap.Plugins;
 import dev.ferry.migration.bootstrap.TrackedMachine;
@@ -32,7 +40,9 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.EnumSet;
 import java.util.List;
+import java.time.Duration;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -68,7 +78,10 @@ import static org.junit.jupiter.api.Assumptions.abort;
  *   <li>logging stopped and started again, and a sync with nothing written (which must report
  *       nothing), behave;</li>
  *   <li>RAM sections split and merged, and a RAM region added and removed, while tracking lose
- *       nothing.</li>
+ *       nothing;</li>
+ *   <li>a live migration with your tracker alone ends with the destination's RAM equal to the
+ *       source's (with a vhost device writing by DMA, its log off, if your tracker sees host
+ *       writes).</li>
  * </ul>
  * After the class it prints, per check, the pages written and reported, the false-positive rate
  * (reported pages whose content had not changed: harmless, sent twice) and the sync cost.
@@ -96,6 +109,7 @@ public abstract class DirtyTrackerConformance {
     private static final long SEED = Long.getLong("ferry.test.seed", 0xC0FFEEL);
 
     private final List<String> figures = Collections.synchronizedList(new ArrayList<>());
+    private Plugins plugins;
     private Bootstrap bootstrap;
     private Plan plan;
 
@@ -138,7 +152,8 @@ public abstract class DirtyTrackerConformance {
             skipOrFail(provider, "tracker " + provider.name() + " is not available here: " + a.reason());
         }
         Plugins found = Plugins.discover(getClass().getClassLoader());
-        bootstrap = Bootstrap.create(new Plugins(List.of(provider), found.accelerators(), found.devices(), List.of()));
+        plugins = new Plugins(List.of(provider), found.accelerators(), found.devices(), List.of());
+        bootstrap = Bootstrap.create(plugins);
         try {
             plan = bootstrap.plan(accelerator(), provider.name(), options());
         } catch (UsageException e) {
@@ -306,6 +321,41 @@ public abstract class DirtyTrackerConformance {
             } finally {
                 m.memory().globalDirtyLogStop();
             }
+        }
+    }
+
+    /**
+     * The end-to-end check: a live migration to a destination in this process, over loopback TCP,
+     * with this tracker alone, must end with the destination's RAM equal to the source's
+     * (digests compared after the source stopped). A tracker that sees host writes migrates a
+     * guest with a vhost device writing by DMA and its vhost log off, so that only the tracker
+     * can report those pages.
+     */
+    @Test
+    void aMigrationWithThisTrackerAloneEndsVerified() throws Exception {
+        boolean dma = sees().contains(WriteSource.HOST) && plugins.devices().stream()
+                .anyMatch(d -> d.name().equals("vhost-net") && d.probe().available());
+        Workload workload = new Workload(Pattern.RANDOM, 0, 0, 20, Workload.PAGE_SIZE, 0.1, 0.9, SEED);
+        MigrationSettings settings = new MigrationSettings(plan.accelerator().name(), provider().name(), options(),
+                new MachineConfig(guestMemory(), 2, workload, Map.of(), false),
+                dma ? List.of("vhost-net:rate=20,log=off") : List.of(),
+                MigrationParameters.defaults().withTimeout(Duration.ofSeconds(120)), Optional.empty(), guestMemory(),
+                false, Incoming.DeviceLoad.BATCHED);
+        Orchestrator o = Orchestrator.create(plugins, settings);
+        try (MigrationTarget.Session session = o.connect(); TrackedMachine source = o.buildSource()) {
+            source.machine().start();
+            awaitWrites(source.machine(), 256);
+            LoopbackMigration.Outcome outcome = o.migrate(session, source, s -> {
+            });
+            outcome.destination().ifPresent(d -> d.machine().close());
+            MigrationStats stats = outcome.stats();
+            assertEquals(MigrationStatus.COMPLETED, stats.status(), () -> "the migration did not complete: "
+                    + stats.error() + outcome.destinationError().map(e -> "; destination: " + e).orElse("") + seed());
+            assertTrue(outcome.destination().orElseThrow().verified(), "the destination's RAM differs from the source's"
+                    + seed());
+            figures.add(String.format("%-62s %d iterations, %d dirty syncs, %.1f MiB sent, downtime %d ms, verified",
+                    "migration with this tracker alone" + (dma ? " (vhost-net DMA, its log off):" : ":"),
+                    stats.iterations(), stats.dirtySyncCount(), stats.transferred() / 1048576.0, stats.downtimeMs()));
         }
     }
 
