@@ -39,7 +39,9 @@ import java.util.Map;
  *
  * <p>Logging must be on ({@link dev.ferry.memory.MemorySystem#globalDirtyLogStart()}) before the
  * audit is made, and the guest paused while it copies RAM: a page written during the copy would
- * be reported with content the copy already holds (a false positive of the audit's making). Marks that were made between syncs (not by a sync) count as "between syncs".
+ * be reported with content the copy already holds (a false positive of the audit's making).
+ * Marks made between syncs (a tracker's reaper thread, an accelerator flushing a slot's log as the
+ * slot goes away) are the tracker's when one is audited, and {@link #OTHERS}' when several are.
  * RAM blocks that appear later are copied when first seen. Not thread-safe: one thread syncs.
  */
 public final class TrackerAudit implements AutoCloseable {
@@ -121,8 +123,10 @@ public final class TrackerAudit implements AutoCloseable {
     public SyncReport sync(boolean exact) {
         addNewBlocks();
         int others = trackers.size();
-        int between = trackers.size() + 1;
-        // Marks made outside any sync (a device marking as it writes) are nobody's report.
+        // Marks made between syncs: a tracker's own reaper thread (the dirty ring's), an
+        // accelerator flushing a slot's log as the slot goes away, a device marking as it
+        // writes. With one tracker audited they count as its own; with several, as nobody's.
+        int between = trackers.size() == 1 ? 0 : trackers.size() + 1;
         blocks.values().forEach(b -> b.ram.syncDirtyBitmap(b.reported[between]));
 
         Map<MemoryListener, Integer> index = new IdentityHashMap<>();
@@ -178,7 +182,7 @@ public final class TrackerAudit implements AutoCloseable {
                         falsePositives[i] += Long.bitCount(mine & ~wrote);
                     }
                 }
-                othersReported += Long.bitCount(b.reported[others].word(w) | b.reported[between].word(w));
+                othersReported += Long.bitCount(b.reported[others].word(w) | b.reported[b.reported.length - 1].word(w));
                 if (exact) {
                     written += Long.bitCount(wrote);
                     long lost = wrote & ~union;
