@@ -132,11 +132,12 @@ class TrackerAuditTest {
         try (Machine m = machine(Pattern.SEQUENTIAL, 4)) {
             DirtyTracker soft = new SoftTrackerProvider().create(m.context(Options.empty()));
             List<RamBlock> blocks = m.context(Options.empty()).ramBlocks();
-            AuditTotals t = audit(m, attach(m, soft, new Everything(blocks)), 3);
+            AuditTotals t = audit(m, attach(m, soft, new Everything(blocks)), 0);
             assertEquals(0, t.missed(), t.toString());
             assertEquals(0, t.reportedOnlyBy().getFirst(), "everything covers soft's pages: " + t);
             long pages = m.ram().pages();
             assertEquals(pages * t.syncs(), (long) t.reported().get(1), t.toString());
+            // Exact syncs only (the guest paused for each): every page soft reports was written.
             assertTrue(t.falsePositiveRate(1) > 0.5, t.toString());
             assertEquals(0.0, t.falsePositiveRate(0), t.toString());
             assertFalse(Double.isNaN(t.falsePositiveRate(1)));

@@ -29,7 +29,9 @@ import dev.ferry.migration.bootstrap.TrackedMachine;
 import dev.ferry.migration.bootstrap.UsageException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.TestInstance;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
@@ -47,6 +49,7 @@ import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.locks.LockSupport;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -81,7 +84,9 @@ import static org.junit.jupiter.api.Assumptions.abort;
  *       nothing;</li>
  *   <li>a live migration with your tracker alone ends with the destination's RAM equal to the
  *       source's (with a vhost device writing by DMA, its log off, if your tracker sees host
- *       writes).</li>
+ *       writes);</li>
+ *   <li>beside each tracker of {@link #combinedWith()} that works here, audited on one guest and
+ *       migrated together, nothing is lost.</li>
  * </ul>
  * After the class it prints, per check, the pages written and reported, the false-positive rate
  * (reported pages whose content had not changed: harmless, sent twice) and the sync cost.
@@ -110,6 +115,8 @@ public abstract class DirtyTrackerConformance {
 
     private final List<String> figures = Collections.synchronizedList(new ArrayList<>());
     private Plugins plugins;
+    /** The tracker under test and every tracker Ferry has, for combinations. */
+    private Plugins withFerrysTrackers;
     private Bootstrap bootstrap;
     private Plan plan;
 
@@ -127,6 +134,16 @@ public abstract class DirtyTrackerConformance {
      */
     protected Set<WriteSource> sees() {
         return EnumSet.of(WriteSource.GUEST);
+    }
+
+    /**
+     * @return trackers to run beside this one, by name; each that is available here and works
+     *         with the chosen accelerator gets a check: audited together on one guest (no page
+     *         missed by both, and what each reported alone), and a live migration with both that
+     *         ends verified. None by default.
+     */
+    protected List<String> combinedWith() {
+        return List.of();
     }
 
     /** @return the accelerator to run on; {@code auto} (the default) lets Ferry choose */
@@ -153,6 +170,9 @@ public abstract class DirtyTrackerConformance {
         }
         Plugins found = Plugins.discover(getClass().getClassLoader());
         plugins = new Plugins(List.of(provider), found.accelerators(), found.devices(), List.of());
+        List<DirtyTrackerProvider> all = new ArrayList<>(List.of(provider));
+        found.trackers().stream().filter(t -> !t.name().equals(provider.name())).forEach(all::add);
+        withFerrysTrackers = new Plugins(all, found.accelerators(), found.devices(), List.of());
         bootstrap = Bootstrap.create(plugins);
         try {
             plan = bootstrap.plan(accelerator(), provider.name(), options());
@@ -335,13 +355,25 @@ public abstract class DirtyTrackerConformance {
     void aMigrationWithThisTrackerAloneEndsVerified() throws Exception {
         boolean dma = sees().contains(WriteSource.HOST) && plugins.devices().stream()
                 .anyMatch(d -> d.name().equals("vhost-net") && d.probe().available());
+        MigrationStats stats = migrate(plugins, provider().name(), dma);
+        figures.add(String.format("%-62s %d iterations, %d dirty syncs, %.1f MiB sent, downtime %d ms, verified",
+                "migration with this tracker alone" + (dma ? " (vhost-net DMA, its log off):" : ":"),
+                stats.iterations(), stats.dirtySyncCount(), stats.transferred() / 1048576.0, stats.downtimeMs()));
+    }
+
+    /**
+     * Migrates a running guest with {@code trackers} to a destination in this process and
+     * checks it completed verified; with {@code dma}, a vhost-net device writes guest RAM by DMA
+     * with its vhost log off, so only the trackers can report those pages.
+     */
+    private MigrationStats migrate(Plugins from, String trackers, boolean dma) throws Exception {
         Workload workload = new Workload(Pattern.RANDOM, 0, 0, 20, Workload.PAGE_SIZE, 0.1, 0.9, SEED);
-        MigrationSettings settings = new MigrationSettings(plan.accelerator().name(), provider().name(), options(),
+        MigrationSettings settings = new MigrationSettings(plan.accelerator().name(), trackers, options(),
                 new MachineConfig(guestMemory(), 2, workload, Map.of(), false),
                 dma ? List.of("vhost-net:rate=20,log=off") : List.of(),
                 MigrationParameters.defaults().withTimeout(Duration.ofSeconds(120)), Optional.empty(), guestMemory(),
                 false, Incoming.DeviceLoad.BATCHED);
-        Orchestrator o = Orchestrator.create(plugins, settings);
+        Orchestrator o = Orchestrator.create(from, settings);
         try (MigrationTarget.Session session = o.connect(); TrackedMachine source = o.buildSource()) {
             source.machine().start();
             awaitWrites(source.machine(), 256);
@@ -349,14 +381,65 @@ public abstract class DirtyTrackerConformance {
             });
             outcome.destination().ifPresent(d -> d.machine().close());
             MigrationStats stats = outcome.stats();
-            assertEquals(MigrationStatus.COMPLETED, stats.status(), () -> "the migration did not complete: "
-                    + stats.error() + outcome.destinationError().map(e -> "; destination: " + e).orElse("") + seed());
+            assertEquals(MigrationStatus.COMPLETED, stats.status(), () -> "the migration with " + trackers
+                    + " did not complete: " + stats.error()
+                    + outcome.destinationError().map(e -> "; destination: " + e).orElse("") + seed());
             assertTrue(outcome.destination().orElseThrow().verified(), "the destination's RAM differs from the source's"
                     + seed());
-            figures.add(String.format("%-62s %d iterations, %d dirty syncs, %.1f MiB sent, downtime %d ms, verified",
-                    "migration with this tracker alone" + (dma ? " (vhost-net DMA, its log off):" : ":"),
-                    stats.iterations(), stats.dirtySyncCount(), stats.transferred() / 1048576.0, stats.downtimeMs()));
+            return stats;
         }
+    }
+
+    @TestFactory
+    Stream<DynamicTest> combinations() {
+        List<DynamicTest> tests = new ArrayList<>();
+        for (String partner : combinedWith()) {
+            String trackers = provider().name() + "," + partner;
+            Bootstrap both = Bootstrap.create(withFerrysTrackers);
+            Plan pair;
+            try {
+                pair = both.plan(plan.accelerator().name(), trackers, options());
+            } catch (UsageException e) {
+                figures.add(String.format("%-62s %s", "not combined with " + partner + ":",
+                        e.getMessage().split("; available here")[0]));
+                continue;
+            }
+            tests.add(DynamicTest.dynamicTest("with " + partner, () -> combined(both, pair)));
+        }
+        return tests.stream();
+    }
+
+    private void combined(Bootstrap both, Plan pair) throws Exception {
+        Workload workload = new Workload(Pattern.RANDOM, 0, 0, 0, 64, 0.1, 0.9, SEED);
+        try (TrackedMachine tm = both.build(pair, new MachineConfig(guestMemory(), 2, workload, Map.of(), false))) {
+            Machine m = tm.machine();
+            m.start();
+            awaitWrites(m, 256);
+            TrackerAudit audit = startAudit(tm);
+            try (audit) {
+                for (int i = 0; i < 6; i++) {
+                    awaitWrites(m, 128);
+                    m.pause();
+                    check(audit.sync(true), pair.trackerNames() + " together");
+                    m.resume();
+                }
+                AuditTotals t = audit.totals();
+                assertTrue(t.written() > 0, "nothing was written, so nothing was checked");
+                StringBuilder sb = new StringBuilder();
+                for (int i = 0; i < t.trackers().size(); i++) {
+                    sb.append(String.format("%s%s %d (%d alone)", i == 0 ? "" : ", ", t.trackers().get(i),
+                            t.reported().get(i), t.reportedOnlyBy().get(i)));
+                }
+                figures.add(String.format("%-62s %3d syncs, %7d pages written; reported: %s; 0 missed",
+                        "audited together with " + pair.trackers().get(1).name() + ":", t.syncs(), t.written(), sb));
+            } finally {
+                m.memory().globalDirtyLogStop();
+            }
+        }
+        MigrationStats stats = migrate(withFerrysTrackers, pair.trackerNames(), false);
+        figures.add(String.format("%-62s %d iterations, %.1f MiB sent, downtime %d ms, verified",
+                "migration together with " + pair.trackers().get(1).name() + ":", stats.iterations(),
+                stats.transferred() / 1048576.0, stats.downtimeMs()));
     }
 
     // ---- the machinery
