@@ -40,7 +40,8 @@ import java.util.Map;
  * <p>Logging must be on ({@link dev.ferry.memory.MemorySystem#globalDirtyLogStart()}) before the
  * audit is made, and the guest paused while it copies RAM: a page written during the copy would
  * be reported with content the copy already holds (a false positive of the audit's making).
- * Marks made between syncs (a tracker's reaper thread, an accelerator flushing a slot's log as the
+ * The audit syncs once as it starts and drops that report, as a migration's setup does. Marks
+ * made between syncs (a tracker's reaper thread, an accelerator flushing a slot's log as the
  * slot goes away) are the tracker's when one is audited, and {@link #OTHERS}' when several are.
  * RAM blocks that appear later are copied when first seen. Not thread-safe: one thread syncs.
  */
@@ -91,6 +92,14 @@ public final class TrackerAudit implements AutoCloseable {
             n.add(t.name());
         }
         this.names = List.copyOf(n);
+        // As the migration's setup does (QEMU's ram_init_bitmaps): one sync right away, whose
+        // report is dropped. A tracker that starts with everything dirty (KVM's
+        // KVM_DIRTY_LOG_INITIALLY_SET) says so here, not as false positives in the first sync.
+        machine.memory().globalDirtyLogSync(false);
+        for (MemfdRamBlock b : machine.memory().ramBlocks()) {
+            b.syncDirtyBitmap(new DirtyBitmap(b.pages()));
+            machine.systemMemory().logClear(b, 0, b.size());
+        }
         addNewBlocks();
     }
 

@@ -200,8 +200,9 @@ public abstract class DirtyTrackerConformance {
             return;
         }
         StringBuilder sb = new StringBuilder();
-        sb.append(String.format("conformance of tracker %s on %s (%d MiB guest, seed %d):%n",
-                plan.trackerNames(), plan.accelerator().name(), guestMemory() / MIB, SEED));
+        sb.append(String.format("conformance of tracker %s%s on %s (%d MiB guest, seed %d):%n",
+                plan.trackerNames(), options().isEmpty() ? "" : " " + new java.util.TreeMap<>(options()),
+                plan.accelerator().name(), guestMemory() / MIB, SEED));
         synchronized (figures) {
             figures.forEach(f -> sb.append("  ").append(f).append(System.lineSeparator()));
         }
