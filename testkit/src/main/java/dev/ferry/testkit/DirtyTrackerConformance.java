@@ -220,12 +220,7 @@ public abstract class DirtyTrackerConformance {
             awaitWrites(m, 256);
             TrackerAudit audit = startAudit(tm);
             try (audit) {
-                for (int i = 0; i < 8; i++) {
-                    awaitWrites(m, 128);
-                    m.pause();
-                    check(audit.sync(true), pattern + " writer");
-                    m.resume();
-                }
+                exactSyncs(m, audit, 8, pattern + " writer");
                 m.pause();
                 check(audit.sync(true), pattern + " writer, last sync");
                 record("every written page, " + pattern.name().toLowerCase() + " writer", audit.totals(), true);
@@ -271,12 +266,7 @@ public abstract class DirtyTrackerConformance {
                 awaitWrites(m, 256);
                 TrackerAudit audit = startAudit(tm);
                 try (audit) {
-                    for (int i = 0; i < 3; i++) {
-                        awaitWrites(m, 128);
-                        m.pause();
-                        check(audit.sync(true), "logging round " + round);
-                        m.resume();
-                    }
+                    exactSyncs(m, audit, 3, "logging round " + round);
                     m.pause();
                     check(audit.sync(true), "logging round " + round + ", guest paused");
                     for (int again = 1; again <= 2; again++) {
@@ -418,12 +408,7 @@ public abstract class DirtyTrackerConformance {
             awaitWrites(m, 256);
             TrackerAudit audit = startAudit(tm);
             try (audit) {
-                for (int i = 0; i < 6; i++) {
-                    awaitWrites(m, 128);
-                    m.pause();
-                    check(audit.sync(true), pair.trackerNames() + " together");
-                    m.resume();
-                }
+                exactSyncs(m, audit, 6, pair.trackerNames() + " together");
                 AuditTotals t = audit.totals();
                 assertTrue(t.written() > 0, "nothing was written, so nothing was checked");
                 StringBuilder sb = new StringBuilder();
@@ -464,6 +449,19 @@ public abstract class DirtyTrackerConformance {
             return bootstrap.build(plan, new MachineConfig(guestMemory(), 2, workload, Map.of(), false));
         } catch (UsageException e) {
             throw new AssertionError("the kit's guest was refused: " + e.getMessage(), e);
+        }
+    }
+
+    /** {@code rounds} times: lets the guest write, then syncs exactly with it paused, and checks. */
+    private void exactSyncs(Machine m, TrackerAudit audit, int rounds, String what) {
+        for (int i = 0; i < rounds; i++) {
+            awaitWrites(m, 128);
+            m.pause();
+            try {
+                check(audit.sync(true), what);
+            } finally {
+                m.resume();
+            }
         }
     }
 
