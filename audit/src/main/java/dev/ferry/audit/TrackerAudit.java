@@ -42,26 +42,32 @@ import java.util.Map;
  * be reported with content the copy already holds (a false positive of the audit's making).
  * The audit syncs once as it starts and drops that report, as a migration's setup does. Marks
  * made between syncs (a tracker's reaper thread, an accelerator flushing a slot's log as the
- * slot goes away) are the tracker's when one is audited, and {@link #OTHERS}' when several are.
+ * slot goes away) are the tracker's when one is audited, and count as
+ * {@link SyncReport#othersReported()} when several are.
  * RAM blocks that appear later are copied when first seen. Not thread-safe: one thread syncs.
  */
 public final class TrackerAudit implements AutoCloseable {
 
-    /** The name under which pages are counted that a listener other than the audited trackers reported. */
-    public static final String OTHERS = "others";
-
     private final Machine machine;
     private final List<DirtyTracker> trackers;
     private final List<String> names;
+    /** Where each listener's report goes: the index of its bitmaps in every {@link Block}. */
+    private final Map<MemoryListener, Integer> reporterOf = new IdentityHashMap<>();
+    /** Bitmap index of listeners that are not audited. */
+    private final int others;
+    /** Bitmap index of marks made between syncs: the tracker's own when one is audited. */
+    private final int between;
     private final Map<MemfdRamBlock, Block> blocks = new LinkedHashMap<>();
     private final Arena arena = Arena.ofShared();
     private final List<SyncReport> reports = new ArrayList<>();
+    /** Whether closing stops dirty logging: the audit started it ({@link #start}). */
+    private boolean stopsLogging;
 
     /** One RAM block: its copy, and per reporter the pages reported in the current sync. */
     private static final class Block {
         final MemfdRamBlock ram;
         final MemorySegment copy;
-        /** Index i: tracker i; then others; then marks found before the sync. */
+        /** Index i: tracker i; then other listeners; then marks made between syncs. */
         final DirtyBitmap[] reported;
         final DirtyBitmap written;
 
@@ -87,11 +93,15 @@ public final class TrackerAudit implements AutoCloseable {
         }
         this.machine = machine;
         this.trackers = List.copyOf(trackers);
-        List<String> n = new ArrayList<>();
-        for (DirtyTracker t : this.trackers) {
-            n.add(t.name());
+        this.names = this.trackers.stream().map(DirtyTracker::name).toList();
+        for (int i = 0; i < this.trackers.size(); i++) {
+            reporterOf.put(this.trackers.get(i), i);
         }
-        this.names = List.copyOf(n);
+        this.others = this.trackers.size();
+        // Marks made between syncs: a tracker's own reaper thread (the dirty ring's), an
+        // accelerator flushing a slot's log as the slot goes away, a device marking as it
+        // writes. With one tracker audited they count as its own; with several, as nobody's.
+        this.between = this.trackers.size() == 1 ? 0 : this.trackers.size() + 1;
         // As the migration's setup does (QEMU's ram_init_bitmaps): one sync right away, whose
         // report is dropped. A tracker that starts with everything dirty (KVM's
         // KVM_DIRTY_LOG_INITIALLY_SET) says so here, not as false positives in the first sync.
@@ -103,13 +113,30 @@ public final class TrackerAudit implements AutoCloseable {
         addNewBlocks();
     }
 
+    /**
+     * Starts dirty logging on a running guest and an audit of {@code trackers}, pausing the guest
+     * while RAM is copied, then lets it run again. Closing the audit stops logging.
+     */
+    public static TrackerAudit start(Machine machine, List<? extends DirtyTracker> trackers) {
+        machine.pause();
+        try {
+            machine.memory().globalDirtyLogStart();
+            try {
+                TrackerAudit audit = new TrackerAudit(machine, trackers);
+                audit.stopsLogging = true;
+                return audit;
+            } catch (RuntimeException | Error e) {
+                machine.memory().globalDirtyLogStop();
+                throw e;
+            }
+        } finally {
+            machine.resume();
+        }
+    }
+
     /** @return the audited trackers' names, in the order of every report's lists */
     public List<String> trackerNames() {
         return names;
-    }
-
-    private int reporters() {
-        return trackers.size() + 2;
     }
 
     private void addNewBlocks() {
@@ -117,7 +144,7 @@ public final class TrackerAudit implements AutoCloseable {
             blocks.computeIfAbsent(b, ram -> {
                 MemorySegment copy = arena.allocate(ram.size(), 4096);
                 MemorySegment.copy(ram.host(), 0, copy, 0, ram.size());
-                return new Block(ram, copy, reporters());
+                return new Block(ram, copy, others + 2);
             });
         }
     }
@@ -131,22 +158,13 @@ public final class TrackerAudit implements AutoCloseable {
      */
     public SyncReport sync(boolean exact) {
         addNewBlocks();
-        int others = trackers.size();
-        // Marks made between syncs: a tracker's own reaper thread (the dirty ring's), an
-        // accelerator flushing a slot's log as the slot goes away, a device marking as it
-        // writes. With one tracker audited they count as its own; with several, as nobody's.
-        int between = trackers.size() == 1 ? 0 : trackers.size() + 1;
         blocks.values().forEach(b -> b.ram.syncDirtyBitmap(b.reported[between]));
 
-        Map<MemoryListener, Integer> index = new IdentityHashMap<>();
-        for (int i = 0; i < trackers.size(); i++) {
-            index.put(trackers.get(i), i);
-        }
         long[] syncNanos = new long[trackers.size()];
         long[] last = {System.nanoTime()};
         machine.memory().globalDirtyLogSync(false, listener -> {
             long now = System.nanoTime();
-            int who = index.getOrDefault(listener, others);
+            int who = reporterOf.getOrDefault(listener, others);
             if (who < trackers.size()) {
                 syncNanos[who] += now - last[0];
             }
@@ -191,7 +209,8 @@ public final class TrackerAudit implements AutoCloseable {
                         falsePositives[i] += Long.bitCount(mine & ~wrote);
                     }
                 }
-                othersReported += Long.bitCount(b.reported[others].word(w) | b.reported[b.reported.length - 1].word(w));
+                // With one tracker, the last bitmap stays empty: its between-sync marks are its own.
+                othersReported += Long.bitCount(b.reported[others].word(w) | b.reported[others + 1].word(w));
                 if (exact) {
                     written += Long.bitCount(wrote);
                     long lost = wrote & ~union;
@@ -264,6 +283,12 @@ public final class TrackerAudit implements AutoCloseable {
 
     @Override
     public void close() {
-        arena.close();
+        try {
+            if (stopsLogging) {
+                machine.memory().globalDirtyLogStop();
+            }
+        } finally {
+            arena.close();
+        }
     }
 }

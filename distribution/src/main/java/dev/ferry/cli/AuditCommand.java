@@ -68,28 +68,21 @@ final class AuditCommand implements Callable<Integer> {
         PrintWriter err = spec.commandLine().getErr();
         Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));
         Plan plan = bootstrap.plan(machine.accelerator, machine.trackers, machine.options());
-        List<SyncReport> reports = new ArrayList<>();
+        List<SyncReport> reports;
         AuditTotals totals;
-        List<String> names;
         try (TrackedMachine tracked = bootstrap.build(plan, machine.config(), bootstrap.devices(machine.deviceSpecs()));
              Progress progress = new Progress(err, json)) {
             Machine m = tracked.machine();
             m.start();
             sleep(intervalMs); // the guest runs before logging starts, as before a migration
-            // Paused while the audit copies RAM: a page written during the copy would be reported
-            // with content the copy already holds, a false positive of the audit's own making.
-            m.pause();
-            m.memory().globalDirtyLogStart();
-            try (TrackerAudit audit = new TrackerAudit(m, tracked.trackers())) {
-                m.resume();
-                names = audit.trackerNames();
+            try (TrackerAudit audit = TrackerAudit.start(m, tracked.trackers())) {
                 if (!json) {
                     out.printf("audit of %s on %s: %s guest, %d vCPU%s, %s workload at %s, %d syncs every %d ms "
                                     + "(guest paused for each)%n", plan.trackerNames(), plan.accelerator().name(),
                             Sizes.format(machine.memory), machine.vcpus, machine.vcpus == 1 ? "" : "s", machine.pattern,
                             machine.rate == 0 ? "unlimited" : String.format("%.0f MiB/s", machine.rate), syncs,
                             intervalMs);
-                    header(out, names);
+                    header(out, audit.trackerNames());
                 }
                 for (int i = 0; i < syncs; i++) {
                     sleep(intervalMs);
@@ -103,20 +96,18 @@ final class AuditCommand implements Callable<Integer> {
                     m.vcpuFailure().ifPresent(e -> {
                         throw new IllegalStateException("a vCPU failed: " + e.getMessage(), e);
                     });
-                    reports.add(r);
                     if (!json) {
                         row(out, r);
                     }
                     progress.update((i + 1.0) / syncs, "sync " + (i + 1) + "/" + syncs);
                 }
                 totals = audit.totals();
-            } finally {
-                m.memory().globalDirtyLogStop();
+                reports = audit.reports();
             }
         }
         if (json) {
             out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT)
-                    .writeValueAsString(json(plan, names, reports, totals)));
+                    .writeValueAsString(json(plan, reports, totals)));
         } else {
             summary(out, totals);
         }
@@ -140,13 +131,18 @@ final class AuditCommand implements Callable<Integer> {
     }
 
     private static void row(PrintWriter out, SyncReport r) {
-        StringBuilder sb = new StringBuilder(String.format("%5d %9d", r.index(), r.written()));
-        r.reported().forEach(n -> sb.append(String.format(" %12d", n)));
-        if (r.reported().size() > 1) {
-            r.reportedOnlyBy().forEach(n -> sb.append(String.format(" %12d", n)));
+        out.println(counts(Integer.toString(r.index()), r.written(), r.reported(), r.reportedOnlyBy())
+                + String.format(" %8d %7d", r.othersReported(), r.missed()));
+    }
+
+    /** The columns a sync and the total share: written, then reported and reported alone per tracker. */
+    private static String counts(String first, long written, List<Long> reported, List<Long> reportedOnlyBy) {
+        StringBuilder sb = new StringBuilder(String.format("%5s %9d", first, written));
+        reported.forEach(n -> sb.append(String.format(" %12d", n)));
+        if (reported.size() > 1) {
+            reportedOnlyBy.forEach(n -> sb.append(String.format(" %12d", n)));
         }
-        sb.append(String.format(" %8d %7d", r.othersReported(), r.missed()));
-        out.println(sb);
+        return sb.toString();
     }
 
     private static String trim(String name) {
@@ -154,12 +150,8 @@ final class AuditCommand implements Callable<Integer> {
     }
 
     private static void summary(PrintWriter out, AuditTotals t) {
-        StringBuilder sb = new StringBuilder(String.format("%5s %9d", "total", t.written()));
-        t.reported().forEach(n -> sb.append(String.format(" %12d", n)));
-        if (t.reported().size() > 1) {
-            t.reportedOnlyBy().forEach(n -> sb.append(String.format(" %12d", n)));
-        }
-        out.println(sb.append(String.format(" %8s %7d", "", t.missed())));
+        out.println(counts("total", t.written(), t.reported(), t.reportedOnlyBy())
+                + String.format(" %8s %7d", "", t.missed()));
         for (int i = 0; i < t.trackers().size(); i++) {
             double fp = t.falsePositiveRate(i);
             out.printf("%-12s reported %d pages, %d that no other tracker did; false positives %s (reported, content "
@@ -173,7 +165,8 @@ final class AuditCommand implements Callable<Integer> {
                 : "missed: " + t.missed() + " PAGES WRITTEN AND REPORTED BY NO TRACKER");
     }
 
-    private static Map<String, Object> json(Plan plan, List<String> names, List<SyncReport> reports, AuditTotals t) {
+    private static Map<String, Object> json(Plan plan, List<SyncReport> reports, AuditTotals t) {
+        List<String> names = t.trackers();
         Map<String, Object> o = new LinkedHashMap<>();
         o.put("trackers", names);
         o.put("accelerator", plan.accelerator().name());

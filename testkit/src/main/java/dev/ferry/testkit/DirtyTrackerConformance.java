@@ -114,9 +114,8 @@ public abstract class DirtyTrackerConformance {
     private static final long SEED = Long.getLong("ferry.test.seed", 0xC0FFEEL);
 
     private final List<String> figures = Collections.synchronizedList(new ArrayList<>());
+    /** The tracker under test, and Ferry's accelerators, devices and other trackers (for combinations). */
     private Plugins plugins;
-    /** The tracker under test and every tracker Ferry has, for combinations. */
-    private Plugins withFerrysTrackers;
     private Bootstrap bootstrap;
     private Plan plan;
 
@@ -169,10 +168,9 @@ public abstract class DirtyTrackerConformance {
             skipOrFail(provider, "tracker " + provider.name() + " is not available here: " + a.reason());
         }
         Plugins found = Plugins.discover(getClass().getClassLoader());
-        plugins = new Plugins(List.of(provider), found.accelerators(), found.devices(), List.of());
-        List<DirtyTrackerProvider> all = new ArrayList<>(List.of(provider));
-        found.trackers().stream().filter(t -> !t.name().equals(provider.name())).forEach(all::add);
-        withFerrysTrackers = new Plugins(all, found.accelerators(), found.devices(), List.of());
+        List<DirtyTrackerProvider> trackers = new ArrayList<>(List.of(provider));
+        found.trackers().stream().filter(t -> !t.name().equals(provider.name())).forEach(trackers::add);
+        plugins = new Plugins(trackers, found.accelerators(), found.devices(), List.of());
         bootstrap = Bootstrap.create(plugins);
         try {
             plan = bootstrap.plan(accelerator(), provider.name(), options());
@@ -218,14 +216,11 @@ public abstract class DirtyTrackerConformance {
             Machine m = tm.machine();
             m.start();
             awaitWrites(m, 256);
-            TrackerAudit audit = startAudit(tm);
-            try (audit) {
+                        try (TrackerAudit audit = TrackerAudit.start(tm.machine(), tm.trackers())) {
                 exactSyncs(m, audit, 8, pattern + " writer");
                 m.pause();
                 check(audit.sync(true), pattern + " writer, last sync");
                 record("every written page, " + pattern.name().toLowerCase() + " writer", audit.totals(), true);
-            } finally {
-                m.memory().globalDirtyLogStop();
             }
         }
     }
@@ -236,8 +231,7 @@ public abstract class DirtyTrackerConformance {
             Machine m = tm.machine();
             m.start();
             awaitWrites(m, 256);
-            TrackerAudit audit = startAudit(tm);
-            try (audit;
+                        try (TrackerAudit audit = TrackerAudit.start(tm.machine(), tm.trackers());
                  HostWriters host = sees().contains(WriteSource.HOST) ? new HostWriters(m, 2) : null) {
                 for (int i = 0; i < 40; i++) {
                     audit.sync(false);
@@ -251,8 +245,6 @@ public abstract class DirtyTrackerConformance {
                         + (host != null ? ", " + host.writes() + " of them by host threads" : ""));
                 record("writers running during syncs" + (host != null ? " (vCPUs and host threads)" : ""),
                         audit.totals(), false);
-            } finally {
-                m.memory().globalDirtyLogStop();
             }
         }
     }
@@ -264,8 +256,7 @@ public abstract class DirtyTrackerConformance {
             m.start();
             for (int round = 1; round <= 2; round++) {
                 awaitWrites(m, 256);
-                TrackerAudit audit = startAudit(tm);
-                try (audit) {
+                                try (TrackerAudit audit = TrackerAudit.start(tm.machine(), tm.trackers())) {
                     exactSyncs(m, audit, 3, "logging round " + round);
                     m.pause();
                     check(audit.sync(true), "logging round " + round + ", guest paused");
@@ -278,8 +269,6 @@ public abstract class DirtyTrackerConformance {
                                 + seed());
                     }
                     record("logging round " + round + " (and 2 syncs with nothing written)", audit.totals(), true);
-                } finally {
-                    m.memory().globalDirtyLogStop();
                 }
                 m.resume(); // writes with logging off: nobody has to report them
             }
@@ -293,8 +282,7 @@ public abstract class DirtyTrackerConformance {
             MemoryRegion root = m.systemMemory().root();
             Workload w = m.config().workload();
             m.start();
-            TrackerAudit audit = startAudit(tm);
-            try (audit) {
+                        try (TrackerAudit audit = TrackerAudit.start(tm.machine(), tm.trackers())) {
                 // 1. Split the RAM section under written, unsynced pages: an I/O window mapped
                 //    over the middle of the working set takes its place, then goes away.
                 awaitWrites(m, 512);
@@ -329,8 +317,6 @@ public abstract class DirtyTrackerConformance {
                 m.pause();
                 check(audit.sync(true), "guest writes after the regions changed");
                 record("RAM section split and merged, RAM region added and removed", audit.totals(), true);
-            } finally {
-                m.memory().globalDirtyLogStop();
             }
         }
     }
@@ -346,7 +332,7 @@ public abstract class DirtyTrackerConformance {
     void aMigrationWithThisTrackerAloneEndsVerified() throws Exception {
         boolean dma = sees().contains(WriteSource.HOST) && plugins.devices().stream()
                 .anyMatch(d -> d.name().equals("vhost-net") && d.probe().available());
-        MigrationStats stats = migrate(plugins, provider().name(), dma);
+        MigrationStats stats = migrate(provider().name(), dma);
         figures.add(String.format("%-62s %d iterations, %d dirty syncs, %.1f MiB sent, downtime %d ms, verified",
                 "migration with this tracker alone" + (dma ? " (vhost-net DMA, its log off):" : ":"),
                 stats.iterations(), stats.dirtySyncCount(), stats.transferred() / 1048576.0, stats.downtimeMs()));
@@ -357,14 +343,14 @@ public abstract class DirtyTrackerConformance {
      * checks it completed verified; with {@code dma}, a vhost-net device writes guest RAM by DMA
      * with its vhost log off, so only the trackers can report those pages.
      */
-    private MigrationStats migrate(Plugins from, String trackers, boolean dma) throws Exception {
+    private MigrationStats migrate(String trackers, boolean dma) throws Exception {
         Workload workload = new Workload(Pattern.RANDOM, 0, 0, 20, Workload.PAGE_SIZE, 0.1, 0.9, SEED);
         MigrationSettings settings = new MigrationSettings(plan.accelerator().name(), trackers, options(),
                 new MachineConfig(guestMemory(), 2, workload, Map.of(), false),
                 dma ? List.of("vhost-net:rate=20,log=off") : List.of(),
                 MigrationParameters.defaults().withTimeout(Duration.ofSeconds(120)), Optional.empty(), guestMemory(),
                 false, Incoming.DeviceLoad.BATCHED);
-        Orchestrator o = Orchestrator.create(from, settings);
+        Orchestrator o = Orchestrator.create(plugins, settings);
         try (MigrationTarget.Session session = o.connect(); TrackedMachine source = o.buildSource()) {
             source.machine().start();
             awaitWrites(source.machine(), 256);
@@ -386,28 +372,26 @@ public abstract class DirtyTrackerConformance {
         List<DynamicTest> tests = new ArrayList<>();
         for (String partner : combinedWith()) {
             String trackers = provider().name() + "," + partner;
-            Bootstrap both = Bootstrap.create(withFerrysTrackers);
             Plan pair;
             try {
-                pair = both.plan(plan.accelerator().name(), trackers, options());
+                pair = bootstrap.plan(plan.accelerator().name(), trackers, options());
             } catch (UsageException e) {
                 figures.add(String.format("%-62s %s", "not combined with " + partner + ":",
                         e.getMessage().split("; available here")[0]));
                 continue;
             }
-            tests.add(DynamicTest.dynamicTest("with " + partner, () -> combined(both, pair)));
+            tests.add(DynamicTest.dynamicTest("with " + partner, () -> combined(pair)));
         }
         return tests.stream();
     }
 
-    private void combined(Bootstrap both, Plan pair) throws Exception {
+    private void combined(Plan pair) throws Exception {
         Workload workload = new Workload(Pattern.RANDOM, 0, 0, 0, 64, 0.1, 0.9, SEED);
-        try (TrackedMachine tm = both.build(pair, new MachineConfig(guestMemory(), 2, workload, Map.of(), false))) {
+        try (TrackedMachine tm = bootstrap.build(pair, new MachineConfig(guestMemory(), 2, workload, Map.of(), false))) {
             Machine m = tm.machine();
             m.start();
             awaitWrites(m, 256);
-            TrackerAudit audit = startAudit(tm);
-            try (audit) {
+                        try (TrackerAudit audit = TrackerAudit.start(tm.machine(), tm.trackers())) {
                 exactSyncs(m, audit, 6, pair.trackerNames() + " together");
                 AuditTotals t = audit.totals();
                 assertTrue(t.written() > 0, "nothing was written, so nothing was checked");
@@ -418,30 +402,15 @@ public abstract class DirtyTrackerConformance {
                 }
                 figures.add(String.format("%-62s %3d syncs, %7d pages written; reported: %s; 0 missed",
                         "audited together with " + pair.trackers().get(1).name() + ":", t.syncs(), t.written(), sb));
-            } finally {
-                m.memory().globalDirtyLogStop();
             }
         }
-        MigrationStats stats = migrate(withFerrysTrackers, pair.trackerNames(), false);
+        MigrationStats stats = migrate(pair.trackerNames(), false);
         figures.add(String.format("%-62s %d iterations, %.1f MiB sent, downtime %d ms, verified",
                 "migration together with " + pair.trackers().get(1).name() + ":", stats.iterations(),
                 stats.transferred() / 1048576.0, stats.downtimeMs()));
     }
 
     // ---- the machinery
-
-    /**
-     * Starts logging and the audit with the guest paused, then lets it run: a page written
-     * while the audit copies RAM would be reported with content the copy already holds.
-     */
-    private static TrackerAudit startAudit(TrackedMachine tm) {
-        Machine m = tm.machine();
-        m.pause();
-        m.memory().globalDirtyLogStart();
-        TrackerAudit audit = new TrackerAudit(m, tm.trackers());
-        m.resume();
-        return audit;
-    }
 
     private TrackedMachine build(Pattern pattern) {
         Workload workload = new Workload(pattern, 0, 0, 0, 64, 0.1, 0.9, SEED ^ pattern.ordinal());

@@ -100,20 +100,13 @@ public final class Bootstrap {
                 String why = e.getMessage() == null || e instanceof LinkageError
                         ? e.getClass().getSimpleName() + (e.getMessage() == null ? "" : ": " + e.getMessage())
                         : e.getMessage();
-                return Availability.no("probe failed" + plugin(provider).map(n -> " in " + n).orElse("") + ": " + why);
+                return Availability.no("probe failed" + Plugins.origin(provider).map(n -> " in " + n).orElse("") + ": " + why);
             }
         });
     }
 
-    /** @return "plugin JAR" for a provider loaded from a plugin directory (see {@link Plugins#discover(List)}) */
-    static java.util.Optional<String> plugin(Object provider) {
-        ClassLoader loader = provider.getClass().getClassLoader();
-        String name = loader == null ? null : loader.getName();
-        return name != null && name.startsWith("plugin ") ? java.util.Optional.of(name) : java.util.Optional.empty();
-    }
-
     private static String describe(String description, Object provider) {
-        return description + plugin(provider).map(n -> " [" + n + "]").orElse("");
+        return description + Plugins.origin(provider).map(n -> " [" + n + "]").orElse("");
     }
 
     private Availability probe(DirtyTrackerProvider p) {

@@ -11,8 +11,10 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
+import java.util.function.Predicate;
 import java.util.stream.Stream;
 
 /**
@@ -26,6 +28,9 @@ import java.util.stream.Stream;
  */
 public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvider> accelerators,
                       List<DeviceProvider> devices, List<Problem> problems) {
+
+    /** How a plugin's class loader is named: this, then its jar or directory. */
+    private static final String LOADER_PREFIX = "plugin ";
 
     public Plugins {
         trackers = List.copyOf(trackers);
@@ -41,10 +46,18 @@ public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvi
 
     /** @return the providers visible to {@code loader} */
     public static Plugins discover(ClassLoader loader) {
+        return discover(loader, null);
+    }
+
+    /**
+     * The providers of every kind that {@code loader} sees; with a {@code source}, only those
+     * whose class that loader defined (its parent's are Ferry's own, found already).
+     */
+    private static Plugins discover(ClassLoader loader, String source) {
         List<Problem> problems = new ArrayList<>();
-        return new Plugins(load(DirtyTrackerProvider.class, loader, null, problems),
-                load(AcceleratorProvider.class, loader, null, problems),
-                load(DeviceProvider.class, loader, null, problems), problems);
+        return new Plugins(load(DirtyTrackerProvider.class, loader, source, problems),
+                load(AcceleratorProvider.class, loader, source, problems),
+                load(DeviceProvider.class, loader, source, problems), problems);
     }
 
     /** @return the providers on Ferry's own class path */
@@ -73,8 +86,8 @@ public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvi
                 continue;
             }
             List<Path> plugins;
-            try (Stream<Path> entries = Files.list(dir)) {
-                plugins = entries.filter(p -> Files.isDirectory(p) || p.toString().endsWith(".jar")).sorted().toList();
+            try {
+                plugins = list(dir, p -> Files.isDirectory(p) || isJar(p));
             } catch (IOException e) {
                 problems.add(new Problem(dir.toString(), "cannot list it: " + e.getMessage()));
                 continue;
@@ -93,13 +106,14 @@ public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvi
                     continue;
                 }
                 // Never closed: the providers' classes live as long as Ferry does.
-                URLClassLoader loader = new URLClassLoader("plugin " + source, jars, Plugins.class.getClassLoader());
-                int before = problems.size();
-                int found = trackers.size() + accelerators.size() + devices.size();
-                trackers.addAll(load(DirtyTrackerProvider.class, loader, source, problems));
-                accelerators.addAll(load(AcceleratorProvider.class, loader, source, problems));
-                devices.addAll(load(DeviceProvider.class, loader, source, problems));
-                if (problems.size() == before && trackers.size() + accelerators.size() + devices.size() == found) {
+                URLClassLoader loader = new URLClassLoader(LOADER_PREFIX + source, jars, Plugins.class.getClassLoader());
+                Plugins found = discover(loader, source);
+                trackers.addAll(found.trackers);
+                accelerators.addAll(found.accelerators);
+                devices.addAll(found.devices);
+                problems.addAll(found.problems);
+                if (found.problems.isEmpty() && found.trackers.isEmpty() && found.accelerators.isEmpty()
+                        && found.devices.isEmpty()) {
                     problems.add(new Problem(source, "no Ferry provider in it (a plugin lists its provider in "
                             + "META-INF/services/" + DirtyTrackerProvider.class.getName() + ")"));
                 }
@@ -108,17 +122,33 @@ public record Plugins(List<DirtyTrackerProvider> trackers, List<AcceleratorProvi
         return new Plugins(trackers, accelerators, devices, problems);
     }
 
+    /**
+     * @return {@code "plugin JAR"} for a provider loaded from a plugin directory, naming its jar
+     *         or directory; empty for one of Ferry's own
+     */
+    public static Optional<String> origin(Object provider) {
+        ClassLoader loader = provider.getClass().getClassLoader();
+        String name = loader == null ? null : loader.getName();
+        return name != null && name.startsWith(LOADER_PREFIX) ? Optional.of(name) : Optional.empty();
+    }
+
     private static URL[] jarsOf(Path plugin) throws IOException {
-        if (!Files.isDirectory(plugin)) {
-            return new URL[]{plugin.toUri().toURL()};
-        }
         List<URL> urls = new ArrayList<>();
-        try (Stream<Path> entries = Files.list(plugin)) {
-            for (Path p : entries.filter(p -> p.toString().endsWith(".jar")).sorted().toList()) {
-                urls.add(p.toUri().toURL());
-            }
+        for (Path jar : Files.isDirectory(plugin) ? list(plugin, Plugins::isJar) : List.of(plugin)) {
+            urls.add(jar.toUri().toURL());
         }
         return urls.toArray(URL[]::new);
+    }
+
+    private static boolean isJar(Path p) {
+        return p.toString().endsWith(".jar");
+    }
+
+    /** @return the entries of {@code dir} that {@code keep} accepts, sorted (plugins load in a stable order) */
+    private static List<Path> list(Path dir, Predicate<Path> keep) throws IOException {
+        try (Stream<Path> entries = Files.list(dir)) {
+            return entries.filter(keep).sorted().toList();
+        }
     }
 
     /**
