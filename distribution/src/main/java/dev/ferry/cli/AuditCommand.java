@@ -64,6 +64,7 @@ final class AuditCommand implements Callable<Integer> {
         if (!spec.commandLine().getParseResult().hasMatchedOption("--mem")) {
             machine.memory = DEFAULT_MEMORY;
         }
+        machine.requireHostMemory(2, "the guest and the audit's copy of its RAM");
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));

@@ -50,6 +50,7 @@ final class DirtyRateCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--sync-interval must be between 1 ms and the measured time, got "
                     + syncIntervalMs);
         }
+        machine.requireHostMemory(1, "the guest");
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         Bootstrap bootstrap = Bootstrap.create(Ferry.plugins(spec));

@@ -1,5 +1,6 @@
 package dev.ferry.cli;
 
+import dev.ferry.machine.HostMemory;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -86,6 +87,22 @@ final class MachineOptions {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(e.getMessage().replace("memory size", "--mem").replace("vCPU count", "--vcpus"));
         }
+    }
+
+    /**
+     * Refuses, before anything is allocated, guest RAM this host cannot hold: preallocated or not,
+     * the guest's pages would be faulted in until the kernel's OOM killer ended the process.
+     *
+     * @param copies how many copies of guest RAM this process will hold (2 with an in-process
+     *               destination, or an audit's copy)
+     * @param what   who needs them, e.g. "the guest and its destination in this process"
+     */
+    void requireHostMemory(int copies, String what) {
+        long need = memory > Long.MAX_VALUE / copies ? Long.MAX_VALUE : memory * copies;
+        HostMemory.probe().shortfall(need).ifPresent(why -> {
+            throw new IllegalArgumentException("--mem " + Sizes.format(memory) + ": " + what + " need "
+                    + HostMemory.gib(need) + " of RAM, but " + why + "; use a smaller --mem");
+        });
     }
 
     /** @return the device specs of --device and --vhost (as vhost-TYPE), with --vhost-log-scan applied */

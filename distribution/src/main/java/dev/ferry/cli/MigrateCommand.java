@@ -93,6 +93,8 @@ final class MigrateCommand implements Callable<Integer> {
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
                 .withAutoConverge(!noAutoConverge);
         Optional<MigrationUri> target = to == null ? Optional.empty() : Optional.of(MigrationUri.parse(to));
+        machine.requireHostMemory(target.isEmpty() ? 2 : 1,
+                target.isEmpty() ? "the guest and its destination in this process" : "the guest");
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         Orchestrator orchestrator = Orchestrator.create(Ferry.plugins(spec), new MigrationSettings(machine.accelerator,

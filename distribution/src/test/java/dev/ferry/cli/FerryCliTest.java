@@ -107,6 +107,26 @@ class FerryCliTest {
     }
 
     @Test
+    void aGuestTheHostCannotHoldIsRefusedBeforeAnythingIsAllocated() {
+        long available = dev.ferry.machine.HostMemory.probe().available();
+        assumeTrue(available < (1L << 50), "this host's available memory is not known");
+        String tooBig = ((available >> 30) * 4 + 2) + "G";
+        for (String[] line : new String[][]{
+                {"migrate", "--mem", tooBig},
+                {"migrate", "--mem", tooBig, "--no-prealloc", "--to", "file:/tmp/never-written.bin"},
+                {"dirtyrate", "--mem", tooBig, "--no-prealloc"},
+                {"audit", "--trackers", "soft", "--mem", tooBig}}) {
+            String msg = usageError(ferry(line));
+            assertTrue(msg.contains("--mem ") && msg.contains("available") && msg.contains("use a smaller --mem"),
+                    String.join(" ", line) + ": " + msg);
+        }
+        // One copy fits, two do not: an in-process destination counts, preallocated or not.
+        String twoThirds = (available * 2 / 3 >> 21 << 1) + "M";
+        String msg = usageError(ferry("migrate", "--mem", twoThirds, "--no-prealloc"));
+        assertTrue(msg.contains("the guest and its destination in this process need"), msg);
+    }
+
+    @Test
     void benchHelpPrintsNoPicocliWarning() {
         java.io.PrintStream saved = System.err;
         java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();

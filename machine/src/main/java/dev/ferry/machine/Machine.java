@@ -128,9 +128,12 @@ public final class Machine implements AutoCloseable {
     /**
      * Builds a machine with a new accelerator from {@code provider}; its vCPUs do not run yet.
      *
-     * @throws IllegalArgumentException for a bad configuration or accelerator property
+     * @throws IllegalArgumentException for a bad configuration or accelerator property, or RAM
+     *                                  the host cannot hold ({@link HostMemory}), refused before any
+     *                                  is allocated, with or without preallocation
      */
     public static Machine create(MachineConfig config, AcceleratorProvider provider) {
+        HostMemory.require(config.ramSize());
         Accelerator accelerator = provider.create(config.acceleratorProperties());
         return new Machine(config, accelerator);
     }

@@ -5,6 +5,7 @@ import dev.ferry.api.Device;
 import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.Options;
 import dev.ferry.machine.AcceleratorProvider;
+import dev.ferry.machine.HostMemory;
 import dev.ferry.machine.Machine;
 import dev.ferry.memory.MemorySystem;
 import dev.ferry.migration.bootstrap.Bootstrap;
@@ -279,6 +280,11 @@ public final class Incoming {
         if (desc.config().ramSize() > maxRamBytes) {
             throw new StreamException(at, "the source guest has " + desc.config().ramSize()
                     + " bytes of RAM, more than this destination accepts (" + maxRamBytes + ")");
+        }
+        Optional<String> shortfall = HostMemory.probe().shortfall(desc.config().ramSize());
+        if (shortfall.isPresent()) {
+            throw new StreamException(at, "the source guest has " + HostMemory.gib(desc.config().ramSize())
+                    + " of RAM, more than this host can hold: " + shortfall.get());
         }
         AcceleratorProvider accel = accelerators.get(desc.accelerator());
         if (accel == null) {
