@@ -101,6 +101,18 @@ public final class GuestCode {
 
         /** @return the program's machine code, position-independent, at most {@link #CODE_BYTES} */
         public byte[] assemble() {
+            return assembler().assemble();
+        }
+
+        /**
+         * @return the offset in the program of the instruction that counts a write in r15 once the
+         *         write is made: a vCPU stopped there has made one more write than r15 says
+         */
+        public int commitOffset() {
+            return assembler().offsetOf("commit");
+        }
+
+        private X86Assembler assembler() {
             X86Assembler a = new X86Assembler();
             a.movImm32(R12, pagesPerExit);
             a.label("loop");
@@ -124,26 +136,35 @@ public final class GuestCode {
                     a.label("picked");
                 }
             }
-            // rdi = slice start + page * 4096. r15 counts a write only once it is made, so that at
-            // every instruction boundary (where a kick may stop the vCPU and its registers be
-            // saved) r15 agrees with the counters in memory.
+            // rdi = slice start + page * 4096. r15 counts a write only once it is made; a kick can
+            // stop the vCPU between the write and the count, at "commit" (pagesWritten adds it).
             a.shl(RAX, 12).mov(RDI, R8).add(RDI, RAX);
             if (pattern == Pattern.SEQUENTIAL) {
-                a.incByteAtRdi().inc(R15);
+                a.incByteAtRdi().label("commit").inc(R15);
                 if (writeSize > 1) {
-                    a.movAlFromRdi().inc(RDI).movImm32(RCX, writeSize - 1).repStosb();
+                    fill(a.movAlFromRdi().inc(RDI), writeSize - 1);
                 }
             } else {
                 // Filled with the low byte of the count this write makes.
-                a.movEaxFrom(R15).inc(RAX).movImm32(RCX, writeSize).repStosb().inc(R15);
+                fill(a.movEaxFrom(R15).inc(RAX), writeSize).label("commit").inc(R15);
             }
             a.dec(R12).jcc(CC_NE, "loop");
             a.movImm32(R12, pagesPerExit).movEaxFrom(R15).movImm32(RDX, port).outDxEax().jmp("loop");
-            byte[] code = a.assemble();
-            if (code.length > CODE_BYTES) {
-                throw new AssertionError("guest program of " + code.length + " bytes");
+            if (a.assemble().length > CODE_BYTES) {
+                throw new AssertionError("guest program of " + a.assemble().length + " bytes");
             }
-            return code;
+            return a;
+        }
+
+        /**
+         * Stores AL at RDI, {@code bytes} times, one STOSB per iteration. Not REP STOSB: a hypervisor
+         * may emulate a string instruction instead of running it (PVM does, byte by byte), and its
+         * emulator then pushes a dirty-ring entry per byte without checking the ring's soft limit
+         * (virt/kvm/dirty_ring.c WARNs, the ring overflows); a loop exits to KVM at most once per
+         * store, on a write-protected page, and runs natively otherwise.
+         */
+        private static X86Assembler fill(X86Assembler a, int bytes) {
+            return a.movImm32(RCX, bytes).label("fill").stosb().dec(RCX).jcc(CC_NE, "fill");
         }
 
         private static void xorshift(X86Assembler a) {
@@ -311,9 +332,15 @@ public final class GuestCode {
         vcpu.setRegs(entryRegs(layout, slice));
     }
 
-    /** @return the pages the guest has written so far (r15) */
-    public static long pagesWritten(KvmRegs regs) {
-        return regs.r15();
+    /**
+     * @param commitRip where the program counts a write it has made ({@link Layout#codeGpa()} +
+     *                  {@link Program#commitOffset()})
+     * @return the pages the guest has written so far: r15, plus the write made but not yet
+     *         counted when the vCPU stopped between the two (a kick lands on any instruction
+     *         boundary on hardware; an emulator that runs whole blocks hid this)
+     */
+    public static long pagesWritten(KvmRegs regs, long commitRip) {
+        return regs.r15() + (regs.rip() == commitRip ? 1 : 0);
     }
 
     /**

@@ -55,6 +55,21 @@ public final class Kvm implements AutoCloseable {
      * Whether real KVM works on this host: /dev/kvm opens, speaks API version 12 and can create a
      * VM. Never throws; an unavailable answer says what to do about it.
      */
+    /**
+     * Whether this host's KVM is PVM (module {@code kvm_pvm}, "pagetable-based virtual machine"):
+     * KVM without hardware virtualization, found on nested cloud hosts. It runs a guest that is
+     * not PVM-enlightened, such as Ferry's, by emulating its instructions (measured on such a
+     * host: about 1 µs per guest instruction, every store a KVM exit), and its emulator pushes
+     * dirty-ring entries without checking the ring's soft limit, so rings overflow
+     * (kvm_dirty_ring_push WARNs in the host's log).
+     */
+    public static boolean isPvm() {
+        java.nio.file.Path modules = java.nio.file.Path.of("/sys/module");
+        return java.nio.file.Files.isDirectory(modules.resolve("kvm_pvm"))
+                && !java.nio.file.Files.isDirectory(modules.resolve("kvm_intel"))
+                && !java.nio.file.Files.isDirectory(modules.resolve("kvm_amd"));
+    }
+
     public static Availability probe() {
         try (Kvm kvm = open()) {
             kvm.createVm().close(); // some hosts open /dev/kvm but refuse VMs (nested virtualization off)

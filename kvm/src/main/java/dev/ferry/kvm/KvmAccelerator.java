@@ -70,6 +70,8 @@ public final class KvmAccelerator implements Accelerator {
     private KvmCpuid cpuid;
     private GuestCode.Layout layout;
     private boolean guestLoaded;
+    /** Where the guest program counts a write it made ({@link GuestCode#pagesWritten}). */
+    private long commitRip = -1;
     private volatile boolean closed;
 
     KvmAccelerator(KvmAcceleratorProperties properties) {
@@ -259,7 +261,7 @@ public final class KvmAccelerator implements Accelerator {
                         workload.hotFraction(), workload.hotProbability());
                 GuestCode.setUp(vcpu, cpuid(), layout, slice);
             }
-            return new KvmVcpuLoop(this, index, vcpu, idle, addressSpace);
+            return new KvmVcpuLoop(this, index, vcpu, idle, addressSpace, commitRip);
         } catch (RuntimeException e) {
             vcpu.close();
             throw e;
@@ -286,6 +288,7 @@ public final class KvmAccelerator implements Accelerator {
             GuestCode.Program program = new GuestCode.Program(guestPattern(w.pattern()), w.writeSize(),
                     pagesPerExit(w.pagesPerSecondPerVcpu(setup.vcpus())), KvmVcpuLoop.PACING_PORT);
             GuestCode.load(ram, 0, l, program);
+            commitRip = l.codeGpa() + program.commitOffset();
         }
         layout = l;
         guestLoaded = true;

@@ -9,7 +9,9 @@ import java.util.Set;
 
 /**
  * Provides the {@code kvm} accelerator: vCPUs run by the kernel's KVM through {@code /dev/kvm}.
- * Preferred over {@code soft} by {@code --accel auto} wherever {@link Kvm#probe()} says KVM works.
+ * Preferred over {@code soft} by {@code --accel auto} wherever {@link Kvm#probe()} says KVM works,
+ * except on PVM ({@link Kvm#isPvm()}), which emulates Ferry's guest instruction by instruction: there
+ * the soft accelerator runs the workload at the rate asked, and {@code --accel kvm} still chooses KVM.
  * Properties: see {@link KvmAcceleratorProperties}.
  */
 public final class KvmAcceleratorProvider implements AcceleratorProvider {
@@ -34,7 +36,7 @@ public final class KvmAcceleratorProvider implements AcceleratorProvider {
 
     @Override
     public int autoPriority() {
-        return 10;
+        return Kvm.isPvm() ? -1 : 10;
     }
 
     @Override

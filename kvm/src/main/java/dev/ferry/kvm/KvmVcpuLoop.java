@@ -46,10 +46,14 @@ public final class KvmVcpuLoop implements VcpuLoop {
     private final KvmVcpu vcpu;
     private final boolean idle;
     private final AddressSpace addressSpace;
+    /** Where the guest program counts a write it made. */
+    private final long commitRip;
     /** The guest's page-write count (r15) as last accounted to the control, vCPU thread only. */
     private long accounted;
 
-    KvmVcpuLoop(KvmAccelerator accelerator, int index, KvmVcpu vcpu, boolean idle, AddressSpace addressSpace) {
+    KvmVcpuLoop(KvmAccelerator accelerator, int index, KvmVcpu vcpu, boolean idle, AddressSpace addressSpace,
+                long commitRip) {
+        this.commitRip = commitRip;
         this.accelerator = accelerator;
         this.index = index;
         this.vcpu = vcpu;
@@ -71,7 +75,7 @@ public final class KvmVcpuLoop implements VcpuLoop {
             } while (control.checkpoint(0));
             return;
         }
-        accounted = GuestCode.pagesWritten(vcpu.getRegs());
+        accounted = GuestCode.pagesWritten(vcpu.getRegs(), commitRip);
         while (true) {
             int reason = vcpu.run();
             switch (reason) {
@@ -89,7 +93,7 @@ public final class KvmVcpuLoop implements VcpuLoop {
                     }
                 }
                 case KvmIoctls.KVM_EXIT_INTR -> {
-                    long written = GuestCode.pagesWritten(vcpu.getRegs());
+                    long written = GuestCode.pagesWritten(vcpu.getRegs(), commitRip);
                     long delta = written - accounted;
                     accounted = written;
                     ringCheck();

@@ -8,7 +8,7 @@ import java.util.Map;
 
 /**
  * Just enough of an x86-64 assembler for {@link GuestCode}: 64-bit register moves and
- * arithmetic, a few byte accesses through RDI, REP STOSB, DIV, OUT and rel32 branches to labels.
+ * arithmetic, a few byte accesses through RDI, STOSB, DIV, OUT and rel32 branches to labels.
  * Encodings follow the Intel SDM, volume 2 (REX.W = 0x48, REX.R/REX.B extend ModRM.reg/rm).
  */
 final class X86Assembler {
@@ -51,6 +51,15 @@ final class X86Assembler {
     /** A one-operand group instruction on a 64-bit register: REX.W op /ext. */
     private X86Assembler group(int opcode, int ext, int reg) {
         return emit(0x48 | (reg >= 8 ? 1 : 0), opcode, modrmReg(ext, reg));
+    }
+
+    /** @return the offset of a label defined so far */
+    int offsetOf(String name) {
+        Integer at = labels.get(name);
+        if (at == null) {
+            throw new IllegalStateException("undefined label " + name);
+        }
+        return at;
     }
 
     X86Assembler label(String name) {
@@ -147,9 +156,9 @@ final class X86Assembler {
         return emit(0x8A, 0x07);
     }
 
-    /** rep stosb: store AL at [RDI], RCX times, advancing RDI. */
-    X86Assembler repStosb() {
-        return emit(0xF3, 0xAA);
+    /** stosb: store AL at [RDI] and advance RDI. */
+    X86Assembler stosb() {
+        return emit(0xAA);
     }
 
     /** out dx, eax. */

@@ -75,7 +75,12 @@ class GuestCodeTest {
         assertEquals(42, regs.r11());
         assertEquals(64, regs.r13());
         assertEquals((long) (0.9 * (1L << 32)), regs.r14());
-        assertEquals(0, GuestCode.pagesWritten(regs));
+        GuestCode.Program program = new GuestCode.Program(GuestCode.Pattern.RANDOM, 64, 1000, 0x3f8);
+        assertEquals(0, GuestCode.pagesWritten(regs, LAYOUT.codeGpa() + program.commitOffset()));
+        KvmRegs atCommit = new KvmRegs(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
+                LAYOUT.codeGpa() + program.commitOffset(), 2);
+        assertEquals(8, GuestCode.pagesWritten(atCommit, LAYOUT.codeGpa() + program.commitOffset()),
+                "stopped between a write and its count: the write is made");
     }
 
     @Test

@@ -61,7 +61,7 @@ class KvmGuestTest {
 
             long written = g.runPacingExits((int) (pages / 256), r -> fail("exit " + r));
             assertEquals(pages, written, "one lap");
-            assertEquals(pages, GuestCode.pagesWritten(g.vcpu().getRegs()));
+            assertEquals(pages, g.written());
             assertEquals(TestGuest.range(WS_PAGE, pages), withoutSystemPages(g.dirtyLog()));
             assertCounters(g.ram.host(), pages, written);
 
@@ -200,9 +200,9 @@ class KvmGuestTest {
                 assertEquals(KvmIoctls.KVM_EXIT_DIRTY_RING_FULL, reason, vcpu.describeExit());
                 fullExits++;
                 if (fullExits == 1) {
-                    long written = GuestCode.pagesWritten(vcpu.getRegs());
+                    long written = g.written();
                     assertEquals(KvmIoctls.KVM_EXIT_DIRTY_RING_FULL, vcpu.run(), "a full ring keeps the vCPU out");
-                    assertEquals(written, GuestCode.pagesWritten(vcpu.getRegs()), "no write while the ring is full");
+                    assertEquals(written, g.written(), "no write while the ring is full");
                     assertTrue(written < entries, "stopped before the ring could overflow: " + written + " writes");
                 }
                 int n = ring.harvest((slot, offset) -> harvested.set((int) offset));
@@ -230,7 +230,7 @@ class KvmGuestTest {
             vcpu.completePendingIo();
             regs = KvmRegs.fromBytes(vcpu.getRegs().toBytes());
             sregs = KvmSregs.fromBytes(vcpu.getSregs().toBytes());
-            assertEquals(300, GuestCode.pagesWritten(regs));
+            assertEquals(300, source.written(regs));
             assertEquals(300 % pages, regs.r10(), "next page");
 
             MemfdRamBlock target = destination.ram;
@@ -274,12 +274,12 @@ class KvmGuestTest {
             vcpu.kick();
             assertEquals(KvmIoctls.KVM_EXIT_INTR, exit.get(5, TimeUnit.SECONDS));
             runner.join();
-            long written = GuestCode.pagesWritten(vcpu.getRegs());
+            long written = g.written();
             assertTrue(written > 0, "the guest ran");
 
             vcpu.kick(); // not running: the next KVM_RUN returns at once
             assertEquals(KvmIoctls.KVM_EXIT_INTR, vcpu.run());
-            assertEquals(written, GuestCode.pagesWritten(vcpu.getRegs()), "no guest code ran");
+            assertEquals(written, g.written(), "no guest code ran");
             // r15 counts a write once it is made, so wherever the kick landed it matches memory.
             assertCounters(g.ram.host(), 64, written);
         }

@@ -38,8 +38,11 @@ final class TestGuest implements AutoCloseable {
         vm.setUserMemoryRegion(0, flags, 0, RAM_BYTES, ram.host());
     }
 
+    private long commitRip = -1;
+
     KvmVcpu start(GuestCode.Program program, GuestCode.Slice slice) {
         GuestCode.load(ram.host(), 0, LAYOUT, program);
+        commitRip = LAYOUT.codeGpa() + program.commitOffset();
         vcpu = vm.createVcpu(0);
         GuestCode.setUp(vcpu, kvm.supportedCpuid(), LAYOUT, slice);
         return vcpu;
@@ -47,6 +50,16 @@ final class TestGuest implements AutoCloseable {
 
     KvmVcpu vcpu() {
         return vcpu;
+    }
+
+    /** @return the pages the started program has written, from the vCPU's registers */
+    long written() {
+        return GuestCode.pagesWritten(vcpu.getRegs(), commitRip);
+    }
+
+    /** @return the pages written according to saved registers of the started program */
+    long written(KvmRegs regs) {
+        return GuestCode.pagesWritten(regs, commitRip);
     }
 
     /**

@@ -16,6 +16,7 @@ import dev.ferry.kvm.KvmVm;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 import java.util.function.IntSupplier;
 import java.util.function.Supplier;
 
@@ -49,19 +50,22 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
 
     private final Supplier<Availability> kvmProbe;
     private final IntSupplier hostMaxRingBytes;
+    private final BooleanSupplier pvm;
 
     /** The provider for this host. */
     public KvmDirtyRingProvider() {
-        this(Kvm::probe, KvmDirtyRingProvider::askHostMaxRingBytes);
+        this(Kvm::probe, KvmDirtyRingProvider::askHostMaxRingBytes, Kvm::isPvm);
     }
 
     /**
      * @param kvmProbe         whether KVM works here
      * @param hostMaxRingBytes the largest ring KVM allows in bytes, 0 if none or unknown
+     * @param pvm              whether the host's KVM is PVM ({@link Kvm#isPvm()})
      */
-    KvmDirtyRingProvider(Supplier<Availability> kvmProbe, IntSupplier hostMaxRingBytes) {
+    KvmDirtyRingProvider(Supplier<Availability> kvmProbe, IntSupplier hostMaxRingBytes, BooleanSupplier pvm) {
         this.kvmProbe = kvmProbe;
         this.hostMaxRingBytes = hostMaxRingBytes;
+        this.pvm = pvm;
     }
 
     /** @return KVM_CAP_DIRTY_LOG_RING(_ACQ_REL) of a scratch VM, 0 if KVM or the ring is missing */
@@ -93,6 +97,11 @@ public final class KvmDirtyRingProvider implements DirtyTrackerProvider {
         }
         if (!kvm.available()) {
             return kvm;
+        }
+        if (pvm.getAsBoolean()) {
+            return Availability.no("this host's KVM is PVM (module kvm_pvm), whose instruction emulator pushes "
+                    + "dirty-ring entries past the ring's soft limit without stopping the vCPU, so rings overflow and "
+                    + "lose dirty pages (the kernel WARNs in kvm_dirty_ring_push): use the kvm-dirtylog tracker");
         }
         int bytes = hostMaxRingBytes.getAsInt();
         if (bytes <= 0) {

@@ -32,7 +32,7 @@ class KvmDirtyRingProviderTest {
 
     private static KvmDirtyRingProvider host(boolean kvm, int maxRingBytes) {
         return new KvmDirtyRingProvider(() -> kvm ? Availability.yes() : Availability.no("no KVM here"),
-                () -> maxRingBytes);
+                () -> maxRingBytes, () -> false);
     }
 
     private static String rejected(KvmDirtyRingProvider p, String size) {
@@ -73,7 +73,15 @@ class KvmDirtyRingProviderTest {
         assertTrue(host(true, MIB).probe().available());
         assertEquals("KVM cannot be used: boom", new KvmDirtyRingProvider(() -> {
             throw new IllegalStateException("boom");
-        }, () -> 0).probe().reason());
+        }, () -> 0, () -> false).probe().reason());
+    }
+
+    @Test
+    void pvmIsRefusedWithTheReason() {
+        Availability a = new KvmDirtyRingProvider(Availability::yes, () -> MIB, () -> true).probe();
+        assertFalse(a.available());
+        assertTrue(a.reason().startsWith("this host's KVM is PVM (module kvm_pvm)") && a.reason().endsWith(
+                "use the kvm-dirtylog tracker"), a.reason());
     }
 
     @Test
