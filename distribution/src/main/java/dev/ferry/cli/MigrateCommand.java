@@ -119,7 +119,7 @@ final class MigrateCommand implements Callable<Integer> {
                 stats = outcome.stats();
                 report = new LinkedHashMap<>(stats.toQemuMap());
                 if (target.isEmpty()) {
-                    report.putAll(checkDestination(outcome, machine));
+                    report.putAll(checkDestination(outcome, machine, stats));
                 } else if (stats.status() == MigrationStatus.COMPLETED) {
                     boolean file = target.get().scheme() == MigrationUri.Scheme.FILE;
                     report.put("verified", !file);
@@ -175,6 +175,8 @@ final class MigrateCommand implements Callable<Integer> {
                 transferMs <= 0 ? 0.0 : s.transferred() / 1048576.0 / (transferMs / 1000.0));
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
+        out.printf("dirty rate       %.0f MiB/s (the guest), %.0f MiB/s sent%n", s.dirtyPagesRate() * 4096 / 1048576.0,
+                s.mbps() / 8.388608);
         out.printf("trackers         %s%n", String.join(",", s.trackers()));
         for (Device d : devices) {
             Map<String, Long> st = d.statistics();
@@ -203,11 +205,16 @@ final class MigrateCommand implements Callable<Integer> {
     }
 
     /** Checks the guest goes on running at the destination; returns figures for the report. */
-    private static Map<String, Object> checkDestination(LoopbackMigration.Outcome outcome, MachineOptions options)
-            throws InterruptedException {
+    private static Map<String, Object> checkDestination(LoopbackMigration.Outcome outcome, MachineOptions options,
+                                                        MigrationStats stats) throws InterruptedException {
         Map<String, Object> r = new LinkedHashMap<>();
         if (outcome.destination().isEmpty()) {
-            r.put("destination-guest", "not started" + outcome.destinationError().map(e -> " (" + e + ")").orElse(""));
+            outcome.destinationError().ifPresent(e -> r.put("destination-error", e));
+            // When the source gave up, the destination's own error is only the stream ending early.
+            r.put("destination-guest", stats.status() == MigrationStatus.COMPLETED
+                    ? "not started" + outcome.destinationError().map(e -> " (" + e + ")").orElse("")
+                    : "not started: the source stopped the migration, and the destination discarded what it had "
+                    + "received");
             return r;
         }
         Incoming.Result in = outcome.destination().get();

@@ -42,6 +42,17 @@ public final class Convergence {
     }
 
     /**
+     * Whether precopy cannot converge: at the highest throttle the guest still dirtied, in a sync
+     * period, at least as many pages as were sent, so no pass leaves less to send than the one
+     * before. (Below that the dirty set shrinks pass by pass, however slowly: precopy goes on.)
+     * Pages, not bytes: a stream's headers must not tip the balance.
+     */
+    public static boolean cannotConverge(int throttle, int throttleMax, long pagesDirtiedInPeriod,
+                                         long pagesSentInPeriod) {
+        return throttle >= throttleMax && pagesDirtiedInPeriod >= pagesSentInPeriod;
+    }
+
+    /**
      * QEMU's mig_throttle_guest_down: the first step sets the initial throttle, each later one
      * adds the increment, up to the maximum.
      *

@@ -53,6 +53,12 @@ public final class Migration {
     static final long RATE_PERIOD_NANOS = 100_000_000L;
     /** Dirty rate and auto-converge are judged over periods of at least a second, as in QEMU. */
     static final long SYNC_PERIOD_NANOS = 1_000_000_000L;
+    /**
+     * Sync periods in a row at the highest throttle with the guest dirtying as fast as the link
+     * sends ({@link Convergence#cannotConverge}) before the migration gives up. QEMU iterates
+     * until cancelled; a user would rather know in seconds than at the timeout.
+     */
+    static final int NON_CONVERGING_PERIODS = 5;
     private static final int RAM_SECTION_ID = 0;
     private static final int FIRST_DEVICE_SECTION_ID = 1;
 
@@ -84,6 +90,14 @@ public final class Migration {
     private volatile long dirtyPagesRate;
     private volatile long pagesPerSecond;
     private volatile double mbps;
+    /** When iterating began (setup over), and the pages dirtied since: the figures of a migration shorter than a sync period. */
+    private volatile long activeStartNanos;
+    private volatile long dirtiedSinceActive;
+    /** Whether a whole sync period has been measured; until then the figures are taken since activeStartNanos. */
+    private volatile boolean periodMeasured;
+    /** The last period's dirty and send rates in bytes per second, for the message of a migration that did not converge. */
+    private volatile double lastDirtyRate;
+    private volatile double lastSendRate;
 
     /**
      * @param source     the running machine and its trackers
@@ -174,6 +188,7 @@ public final class Migration {
             syncCount++;
             long firstSyncNanos = System.nanoTime() - syncStart;
             setupNanos = System.nanoTime() - startNanos;
+            activeStartNanos = System.nanoTime();
             status = MigrationStatus.ACTIVE;
             iterate(out, machine, firstSyncNanos, progress);
 
@@ -220,6 +235,9 @@ public final class Migration {
 
     private MigrationStats finish(Consumer<MigrationStats> progress) {
         endNanos = System.nanoTime();
+        if (!periodMeasured) {
+            ratesSinceActive(endNanos);
+        }
         MigrationStats s = stats();
         progress.accept(s);
         return s;
@@ -230,10 +248,28 @@ public final class Migration {
             return "cancelled";
         }
         if (timedOut) {
-            return "timed out after " + params.timeout().toSeconds() + " s";
+            return "timed out after " + params.timeout().toSeconds() + " s" + (periodMeasured
+                    ? String.format(" without converging: the guest dirtied %.0f MiB/s against %.0f MiB/s sent in the "
+                    + "last second, throttle %d%%", lastDirtyRate / MIB, lastSendRate / MIB, peakThrottle) : "");
         }
         String m = e.getMessage();
         return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
+    }
+
+    private static final double MIB = 1 << 20;
+
+    /**
+     * Before a whole sync period has passed, the figures are those since iterating began (a
+     * migration shorter than a period would otherwise report zeros).
+     */
+    private void ratesSinceActive(long now) {
+        if (activeStartNanos == 0) {
+            return;
+        }
+        long nanos = Math.max(1, now - activeStartNanos);
+        dirtyPagesRate = dirtiedSinceActive * 1_000_000_000L / nanos;
+        pagesPerSecond = (ram.normalPages() + ram.zeroPages()) * 1_000_000_000L / nanos;
+        mbps = transferred * 8e3 / nanos;
     }
 
     private void closeQuietly() {
@@ -321,6 +357,8 @@ public final class Migration {
         long periodPagesSent = ram.normalPages() + ram.zeroPages();
         long periodDirtied = 0;
         int highDirtyPeriods = 0;
+        int nonConverging = 0;
+        long lastSyncNanos = System.nanoTime();
         RateLimit rateLimit = new RateLimit(params.maxBandwidth(), out.position());
         double bandwidth = 0;
         double lastBurstRate = 0;
@@ -357,14 +395,23 @@ public final class Migration {
             // same cores, code paths not yet compiled on a first run) was measured up to ~1.4x
             // slower on a 2-core host, and once ~1.8x while the host was loaded from outside.
             long limit = params.downtimeLimit().toNanos() * 2 / 3;
-            if (drained || Convergence.canSwitchover(expectedDowntimeNanos, limit)) {
-                // An iteration is what is sent between two syncs (the first began at setup).
-                iterations++;
+            boolean passEnds = drained || Convergence.canSwitchover(expectedDowntimeNanos, limit);
+            // A pass over a slow link can take minutes. QEMU syncs only when one ends, so its
+            // dirty rate and auto-converge react once per pass (a 512 MiB guest at 20 MiB/s:
+            // a throttle step every 50 s, 99% after 7 minutes). Syncing at least once a second
+            // measures the guest as it re-dirties pages already sent, and throttles it in seconds.
+            if (passEnds || burstEnd - lastSyncNanos >= SYNC_PERIOD_NANOS) {
+                if (passEnds) {
+                    // An iteration is what is sent between two syncs that end passes.
+                    iterations++;
+                }
                 long syncStart = System.nanoTime();
+                lastSyncNanos = syncStart;
                 long dirtied = ram.sync(false);
                 syncCount++;
                 switchoverCost = switchoverOverheadNanos(System.nanoTime() - syncStart);
                 periodDirtied += dirtied;
+                dirtiedSinceActive += dirtied;
                 remaining = ram.remainingPages() * 4096;
                 expectedDowntimeNanos = Convergence.expectedDowntimeNanos(remaining, switchoverBandwidth, switchoverCost);
                 long now = System.nanoTime();
@@ -375,7 +422,22 @@ public final class Migration {
                     dirtyPagesRate = periodDirtied * 1_000_000_000L / seconds;
                     pagesPerSecond = sentPages * 1_000_000_000L / seconds;
                     mbps = sentBytes * 8e3 / seconds;
+                    periodMeasured = true;
+                    lastDirtyRate = periodDirtied * 4096 * 1e9 / seconds;
+                    lastSendRate = sentBytes * 1e9 / seconds;
                     if (params.autoConverge() && syncCount > 2) {
+                        if (Convergence.cannotConverge(machine.throttle(), params.throttleMax(), periodDirtied,
+                                sentPages)) {
+                            if (++nonConverging >= NON_CONVERGING_PERIODS) {
+                                throw new MigrationException(String.format("did not converge: at the highest throttle "
+                                        + "(%d%%) the guest still dirtied %.0f MiB/s, as fast as or faster than the "
+                                        + "%.0f MiB/s sent, for %d s; raise --max-bandwidth or --downtime-limit, or "
+                                        + "lower the guest's write rate", machine.throttle(), lastDirtyRate / MIB,
+                                        lastSendRate / MIB, nonConverging));
+                            }
+                        } else {
+                            nonConverging = 0;
+                        }
                         if (Convergence.dirtyRateTooHigh(periodDirtied * 4096, sentBytes, params.throttleTrigger())) {
                             if (++highDirtyPeriods >= 2) {
                                 highDirtyPeriods = 0;
@@ -400,8 +462,8 @@ public final class Migration {
             }
             if (System.nanoTime() - lastProgress >= RATE_PERIOD_NANOS) {
                 lastProgress = System.nanoTime();
-                if (mbps == 0 && bandwidth > 0) {
-                    mbps = bandwidth * 8 / 1e6;
+                if (!periodMeasured) {
+                    ratesSinceActive(lastProgress);
                 }
                 progress.accept(stats());
             }

@@ -51,6 +51,45 @@ class ConvergenceTest {
     }
 
     @Test
+    void cannotConvergeOnlyAtTheHighestThrottleWithNoPassSmallerThanTheLast() {
+        assertTrue(Convergence.cannotConverge(99, 99, 1000, 1000));
+        assertTrue(Convergence.cannotConverge(99, 99, 1001, 1000));
+        assertFalse(Convergence.cannotConverge(99, 99, 999, 1000), "the dirty set still shrinks");
+        assertFalse(Convergence.cannotConverge(90, 99, 5000, 1000), "the throttle can still rise");
+    }
+
+    @Test
+    void aGuestThatOutrunsTheLinkAtTheHighestThrottleFailsEarlyAndSaysWhy() throws Exception {
+        // 2 MiB rewritten at 64 MiB/s over a 2 MiB/s link, the throttle capped at 20%: every pass
+        // finds the whole working set dirty again, for ever.
+        Workload w = TestSupport.workload(Pattern.RANDOM, 64, 33).withWorkingSet(0, 2 * MIB);
+        try (TrackedMachine src = TestSupport.guest(16 * MIB, 1, w)) {
+            src.machine().ram().host().asSlice(0, 2 * MIB).fill((byte) 1);
+            Connection[] pair = Channels.inProcessPair();
+            CompletableFuture<Void> dst = CompletableFuture.runAsync(() -> {
+                try (Connection c = pair[1]) {
+                    TestSupport.incoming(16 * MIB).receive(c).machine().close();
+                } catch (Exception ignored) {
+                    // The source gives up: the destination fails, as it should.
+                }
+            });
+            MigrationParameters d = TestSupport.params();
+            MigrationParameters params = new MigrationParameters(2 * MIB, d.downtimeLimit(), Duration.ofSeconds(50),
+                    true, d.throttleTrigger(), 20, 10, 20, d.clearBitmapShift());
+            MigrationStats stats = new Migration(src, pair[0], params).run(s -> { });
+            assertEquals(MigrationStatus.FAILED, stats.status(), stats.toString());
+            assertTrue(stats.error().startsWith("did not converge: at the highest throttle (20%) the guest still "
+                    + "dirtied"), stats.error());
+            assertTrue(stats.error().contains("raise --max-bandwidth"), stats.error());
+            assertEquals(20, stats.throttlePercent(), "the summary keeps the throttle reached");
+            assertTrue(stats.totalTimeMs() < 30_000, "gave up early: " + stats.totalTimeMs() + " ms");
+            assertTrue(src.machine().vcpuFailure().isEmpty(), "the source guest runs on");
+            assertEquals(0, src.machine().throttle());
+            dst.get(20, TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
     void dirtyRateTriggerAtFiftyPercent() {
         // QEMU's throttle-trigger-threshold: 50% of what was sent.
         assertTrue(Convergence.dirtyRateTooHigh(51, 100, 50));

@@ -213,6 +213,9 @@ class MigrationHappyPathTest {
         assertTrue(s.transferred() >= s.normal() * 4096, "page data alone: " + s);
         assertEquals(0, s.throttlePercent());
         assertEquals(List.of("soft"), s.trackers());
+        // However short the migration (these take well under the 1 s sync period), its rates are
+        // measured, not left at zero.
+        assertTrue(s.pagesPerSecond() > 0 && s.mbps() > 0, "rates of a short migration: " + s);
         assertFalse(progress.isEmpty());
         assertEquals(MigrationStatus.COMPLETED, progress.getLast().status(), "the last report is the end");
         Map<String, Object> q = s.toQemuMap();
