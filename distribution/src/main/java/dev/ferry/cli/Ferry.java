@@ -18,7 +18,8 @@ import java.util.List;
 @Command(name = "ferry", mixinStandardHelpOptions = true, versionProvider = Ferry.Version.class,
         description = "Dirty-page tracking and live migration of virtual machines.",
         subcommands = {TrackersCommand.class, DevicesCommand.class, DirtyRateCommand.class, AuditCommand.class,
-                MigrateCommand.class, IncomingCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+                MigrateCommand.class, IncomingCommand.class, SoakCommand.class, BenchCommand.class,
+                CommandLine.HelpCommand.class})
 public final class Ferry implements Runnable {
 
     /** Exit status for a bad command line or an impossible request. */
@@ -59,7 +60,7 @@ public final class Ferry implements Runnable {
 
     @Override
     public void run() {
-        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, devices, dirtyrate, audit, migrate, incoming or bench");
+        throw new CommandLine.ParameterException(spec.commandLine(), "a command is needed: trackers, devices, dirtyrate, audit, migrate, incoming, soak or bench");
     }
 
     public static void main(String[] args) {

@@ -86,7 +86,11 @@ final class IncomingCommand implements Callable<Integer> {
         try (Machine m = r.machine()) {
             out.printf("received         %s in %d ms, %d pages, RAM %s%n", Sizes.format(r.bytes()),
                     r.loadNanos() / 1_000_000, r.pages(),
-                    r.verified() ? "verified by the source's digests" : "not verified (no return path)");
+                    switch (r.verification()) {
+                        case BY_SOURCE -> "verified: the source confirmed the digests";
+                        case BY_SAVED_DIGESTS -> "verified: it matches the source's digests saved in the stream";
+                        case NONE -> "NOT verified: no return path, and the stream carries no digests";
+                    });
             out.printf("device state     %s%n", r.deviceLoad().summary());
             boolean sequential = m.config().workload().pattern() == Pattern.SEQUENTIAL;
             Image before = sequential ? Image.of(m) : null;

@@ -124,8 +124,8 @@ final class MigrateCommand implements Callable<Integer> {
                     boolean file = target.get().scheme() == MigrationUri.Scheme.FILE;
                     report.put("verified", !file);
                     if (file) {
-                        report.put("verified-why-not", "a file has no return path; `ferry incoming` of it "
-                                + "checks what it loads");
+                        report.put("verified-why-not", "a file has no return path; the file carries the source's "
+                                + "RAM digests, and `ferry incoming` of it checks them");
                     }
                 }
             }

@@ -61,6 +61,9 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
+    @picocli.CommandLine.Mixin
+    BenchCheck check;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -156,7 +159,7 @@ final class MigrationBench implements Callable<Integer> {
             }
         }
         double idleUnlimitedGiBps = idleUnlimited.stream().mapToDouble(d -> d).max().orElse(0);
-        boolean throughputOk = idleUnlimitedGiBps >= 2.0;
+        boolean throughputOk = idleUnlimited.isEmpty() || idleUnlimitedGiBps >= 2.0;
         if (json) {
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("runs", rows);
@@ -175,7 +178,7 @@ final class MigrationBench implements Callable<Integer> {
                         median(idleUnlimited), throughputOk ? "met" : "MISSED", median(baselines));
             }
         }
-        return 0;
+        return check.exitStatus(downtimeOk && throughputOk);
     }
 
     static double median(List<Double> values) {

@@ -77,6 +77,9 @@ final class TrackersBench implements Callable<Integer> {
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
+    @picocli.CommandLine.Mixin
+    BenchCheck check;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -180,7 +183,7 @@ final class TrackersBench implements Callable<Integer> {
             out.printf("target: the ring no slower than the bitmap (median total time, best ring %.0f ms against best "
                     + "bitmap %.0f ms), every migration verified: %s%n", ring, bitmap, met ? "met" : "MISSED");
         }
-        return 0;
+        return check.exitStatus(met);
     }
 
     private Row migrate(Bootstrap bootstrap, Plan plan, Config c, int run) throws Exception {

@@ -65,6 +65,9 @@ final class VhostBench implements Callable<Integer> {
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
+    @picocli.CommandLine.Mixin
+    BenchCheck check;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -129,7 +132,7 @@ final class VhostBench implements Callable<Integer> {
         } else {
             printTable(out, samples);
         }
-        return 0;
+        return check.exitStatus(median(ratios(samples, "elected")) <= TARGET);
     }
 
     /** Iterates as the migration does, first for a short warm-up, then for {@code measured} seconds. */

@@ -56,8 +56,8 @@ final class VmstateLoadBench implements Callable<Integer> {
             description = "Interleaved runs of every configuration and mode, after a warm-up. Default: ${DEFAULT-VALUE}.")
     int runs;
 
-    @Option(names = "--check", description = "Exit with status 1 if the target is missed.")
-    boolean check;
+    @picocli.CommandLine.Mixin
+    BenchCheck check;
 
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
@@ -123,7 +123,7 @@ final class VmstateLoadBench implements Callable<Integer> {
         } else {
             printTable(out, samples, trackers, met);
         }
-        return check && !met ? Ferry.FAILURE : 0;
+        return check.exitStatus(met);
     }
 
     private MigrationSettings settings(Config c, Incoming.DeviceLoad mode) {

@@ -132,9 +132,11 @@ class FerryCliTest {
         java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
         System.setErr(new java.io.PrintStream(captured, true));
         try {
-            for (String bench : new String[]{"migration", "bitmap-lock", "trackers", "sync-cost", "vhost"}) {
+            for (String bench : new String[]{"migration", "bitmap-lock", "trackers", "sync-cost", "vhost",
+                    "vmstate-load"}) {
                 Run r = ferry("bench", bench, "--help");
                 assertEquals(0, r.status(), bench + ": " + r.err());
+                assertTrue(r.out().contains("--check"), bench + " has --check: " + r.out());
                 assertFalse((r.out() + r.err()).contains("WARN"), bench + ": " + r.out() + r.err());
             }
         } finally {

@@ -119,12 +119,26 @@ public final class Incoming {
      * @param machine   the destination machine, running the guest
      * @param bytes     stream bytes read
      * @param pages     pages loaded
-     * @param verified  whether the source confirmed the RAM digests (false for a file)
+     * @param verification how the RAM was proven to be the source's
      * @param loadNanos time from the first byte to the guest running
      * @param deviceLoad what loading the device state cost
      */
-    public record Result(Machine machine, long bytes, long pages, boolean verified, long loadNanos,
+    public record Result(Machine machine, long bytes, long pages, Verification verification, long loadNanos,
                          DeviceLoadStats deviceLoad) {
+        /** @return whether the loaded RAM is proven to be the source's */
+        public boolean verified() {
+            return verification != Verification.NONE;
+        }
+    }
+
+    /** How the loaded RAM was proven to be the source's. */
+    public enum Verification {
+        /** The source compared its digests with the destination's over the return path, and said GO. */
+        BY_SOURCE,
+        /** The stream carried the source's digests (a saved guest), and the loaded RAM matches them. */
+        BY_SAVED_DIGESTS,
+        /** Neither: a file saved without digests (by QEMU, say). */
+        NONE
     }
 
     /** A device section read and checked, waiting to be applied; {@code at} is where its section began. */
@@ -156,6 +170,8 @@ public final class Incoming {
             Map<String, DeviceSections> bySection = null;
             List<PendingState> states = new ArrayList<>();
             Map<Integer, String> sections = new HashMap<>();
+            IntegritySection integrity = null;
+            long integrityAt = 0;
             loop:
             while (true) {
                 long at = in.offset();
@@ -193,6 +209,19 @@ public final class Incoming {
                             }
                             sections.put(id, idstr);
                             ramLoader.load(in);
+                        } else if (type == QemuFormat.SECTION_FULL && IntegritySection.IDSTR.equals(idstr)
+                                && instance == 0) {
+                            if (integrity != null) {
+                                throw new StreamException(at, "a second integrity section");
+                            }
+                            sections.put(id, idstr);
+                            integrity = IntegritySection.empty();
+                            integrityAt = at;
+                            try {
+                                VMStateLoader.read(in, integrity.vmstate(), sectionVersion).apply();
+                            } catch (VMStateException e) {
+                                throw new StreamException(at, "integrity section: " + e.getMessage());
+                            }
                         } else if (type == QemuFormat.SECTION_FULL && bySection.containsKey(key(idstr, instance))) {
                             Device d = bySection.remove(key(idstr, instance)).device();
                             sections.put(id, idstr);
@@ -224,13 +253,20 @@ public final class Incoming {
             if (!bySection.isEmpty()) {
                 throw in.error("stream ends without the state of " + bySection.values().iterator().next().what());
             }
+            Verification verification = Verification.NONE;
+            if (integrity != null) {
+                Optional<String> bad = integrity.check(ramLoader.digests());
+                if (bad.isPresent()) {
+                    throw new StreamException(integrityAt, "the saved guest fails its integrity check: " + bad.get());
+                }
+                verification = Verification.BY_SAVED_DIGESTS;
+            }
             skipDescription(in, rp.isPresent());
             DeviceLoadStats loadStats = loadDeviceState(machine.memory(), states);
             // The guest runs as soon as its state is in: downtime ends here. The source then checks
             // the RAM digests; on a mismatch it says ABORT, and this copy is stopped and dropped
             // while the source guest, stopped all along, takes over again.
             machine.start();
-            boolean verified = false;
             if (rp.isPresent()) {
                 ReturnPath.sendDigests(rp.get(), ramLoader.digests());
                 int verdict = in.get8();
@@ -240,10 +276,10 @@ public final class Incoming {
                             ? "the source found the RAM digests differ; the guest here was stopped and discarded"
                             : "no verdict from the source; the guest here was stopped and discarded");
                 }
-                verified = true;
+                verification = Verification.BY_SOURCE;
                 ReturnPath.sendShut(rp.get(), true);
             }
-            return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verified, System.nanoTime() - start,
+            return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verification, System.nanoTime() - start,
                     loadStats);
         } catch (IOException | RuntimeException e) {
             if (rp.isPresent()) {

@@ -35,7 +35,8 @@ import java.util.function.Consumer;
  *
  * <p>Stream layout (QEMU's, see {@link QemuFormat}): header; configuration naming the machine;
  * the "ram" section's START (block list), one PART per send burst, END with the rest; a FULL
- * section per vCPU ("cpu") and per device, in QEMU's vmstate format; EOF; the JSON description. Over a transport with a return path the
+ * section per vCPU ("cpu") and per device, in QEMU's vmstate format; for a file, the source's RAM
+ * digests ({@link IntegritySection}); EOF; the JSON description. Over a transport with a return path the
  * destination says READY once its machine exists (before any page is sent), starts the guest
  * as soon as everything is loaded, and sends its RAM digests; the source compares them with
  * its own, taken from its stopped guest, and answers GO or ABORT after the stream. On ABORT
@@ -544,6 +545,17 @@ public final class Migration {
                     d.vmstate().description().version());
             out.put(saved.bytes());
             footer(out, sectionId++);
+            descriptions.add(saved.json());
+        }
+        if (connection.returnIn().isEmpty()) {
+            // No return path (a file): nobody confirms the digests now, so the saved guest carries
+            // the source's, taken from its stopped RAM, for the restore to check.
+            VMStateSaver.Saved saved = VMStateSaver.save(IntegritySection.of(sourceDigests()).vmstate(),
+                    IntegritySection.IDSTR, 0);
+            sectionHeader(out, QemuFormat.SECTION_FULL, sectionId, IntegritySection.IDSTR, 0,
+                    IntegritySection.version());
+            out.put(saved.bytes());
+            footer(out, sectionId);
             descriptions.add(saved.json());
         }
         out.put8(QemuFormat.EOF);

@@ -44,6 +44,7 @@ import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -90,7 +91,13 @@ class SavedStreamFormatTest {
         assertEquals(stats.normal(), walk.fullPages);
         assertEquals(stats.duplicate(), walk.zeroPages);
         assertTrue(walk.parts >= 1, "at least one PART");
-        assertEquals(List.of("cpu 0", "cpu 1", "test-dev 0"), List.copyOf(walk.sections.keySet()));
+        assertEquals(List.of("cpu 0", "cpu 1", "test-dev 0", "ferry-integrity 0"), List.copyOf(walk.sections.keySet()));
+        // The saved guest's proof: the source's digest of each RAM block, readable as any device's state.
+        Map<String, Object> integrity = walk.sections.get("ferry-integrity 0");
+        assertEquals(1L, integrity.get("blocks"));
+        // One block: one digest, which the description lists as a scalar (QEMU omits array_len of 1).
+        assertInstanceOf(Long.class, integrity.get("digests"));
+        assertEquals("pc.ram", new String((byte[]) integrity.get("names"), java.nio.charset.StandardCharsets.UTF_8));
         assertEquals(24, ((byte[]) walk.sections.get("cpu 1").get("state")).length);
         Map<String, Object> dev = walk.sections.get("test-dev 0");
         assertEquals(3L, dev.get("nvqs"));
