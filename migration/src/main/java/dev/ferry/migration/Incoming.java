@@ -277,7 +277,12 @@ public final class Incoming {
                             : "no verdict from the source; the guest here was stopped and discarded");
                 }
                 verification = Verification.BY_SOURCE;
-                ReturnPath.sendShut(rp.get(), true);
+                try {
+                    ReturnPath.sendShut(rp.get(), true);
+                } catch (IOException sourceGone) {
+                    // After GO the guest is this side's, and the source never runs it again: a
+                    // source that went away since must not cost the only running copy.
+                }
             }
             return new Result(machine, in.offset(), ramLoader.pagesLoaded(), verification, System.nanoTime() - start,
                     loadStats);

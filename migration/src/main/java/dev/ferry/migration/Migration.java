@@ -17,6 +17,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -60,6 +61,12 @@ public final class Migration {
      * until cancelled; a user would rather know in seconds than at the timeout.
      */
     static final int NON_CONVERGING_PERIODS = 5;
+    /**
+     * How the error of a migration that failed after GO begins: the source keeps its guest
+     * stopped, since it cannot know whether the destination runs it.
+     */
+    public static final String IN_DOUBT = "the destination was told to run the guest, then: ";
+    private static final double MIB = 1 << 20;
     private static final int RAM_SECTION_ID = 0;
     private static final int FIRST_DEVICE_SECTION_ID = 1;
 
@@ -222,7 +229,7 @@ public final class Migration {
             }
             machine.setThrottle(0);
             if (goSent) {
-                error = "the destination was told to run the guest, then: " + error
+                error = IN_DOUBT + error
                         + "; the source keeps its stopped copy, check the destination before resuming it";
             } else if (paused) {
                 machine.resume();
@@ -249,15 +256,14 @@ public final class Migration {
             return "cancelled";
         }
         if (timedOut) {
-            return "timed out after " + params.timeout().toSeconds() + " s" + (periodMeasured
+            Duration t = params.timeout();
+            return "timed out after " + (t.toMillisPart() == 0 ? t.toSeconds() + " s" : t.toMillis() + " ms") + (periodMeasured
                     ? String.format(" without converging: the guest dirtied %.0f MiB/s against %.0f MiB/s sent in the "
                     + "last second, throttle %d%%", lastDirtyRate / MIB, lastSendRate / MIB, peakThrottle) : "");
         }
         String m = e.getMessage();
         return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
     }
-
-    private static final double MIB = 1 << 20;
 
     /**
      * Before a whole sync period has passed, the figures are those since iterating began (a
@@ -432,8 +438,9 @@ public final class Migration {
                             if (++nonConverging >= NON_CONVERGING_PERIODS) {
                                 throw new MigrationException(String.format("did not converge: at the highest throttle "
                                         + "(%d%%) the guest still dirtied %.0f MiB/s, as fast as or faster than the "
-                                        + "%.0f MiB/s sent, for %d s; raise --max-bandwidth or --downtime-limit, or "
-                                        + "lower the guest's write rate", machine.throttle(), lastDirtyRate / MIB,
+                                        + "%.0f MiB/s sent, in %d periods of a second in a row; raise --max-bandwidth "
+                                        + "or --downtime-limit, or lower the guest's write rate", machine.throttle(),
+                                        lastDirtyRate / MIB,
                                         lastSendRate / MIB, nonConverging));
                             }
                         } else {

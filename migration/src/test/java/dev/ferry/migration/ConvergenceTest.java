@@ -66,13 +66,7 @@ class ConvergenceTest {
         try (TrackedMachine src = TestSupport.guest(16 * MIB, 1, w)) {
             src.machine().ram().host().asSlice(0, 2 * MIB).fill((byte) 1);
             Connection[] pair = Channels.inProcessPair();
-            CompletableFuture<Void> dst = CompletableFuture.runAsync(() -> {
-                try (Connection c = pair[1]) {
-                    TestSupport.incoming(16 * MIB).receive(c).machine().close();
-                } catch (Exception ignored) {
-                    // The source gives up: the destination fails, as it should.
-                }
-            });
+            CompletableFuture<Void> dst = destinationThatMayFail(pair[1]);
             MigrationParameters d = TestSupport.params();
             MigrationParameters params = new MigrationParameters(2 * MIB, d.downtimeLimit(), Duration.ofSeconds(50),
                     true, d.throttleTrigger(), 20, 10, 20, d.clearBitmapShift());
@@ -147,13 +141,7 @@ class ConvergenceTest {
         try (TrackedMachine src = TestSupport.guest(16 * MIB, 1, w)) {
             src.machine().ram().host().asSlice(0, 4 * MIB).fill((byte) 1);
             Connection[] pair = Channels.inProcessPair();
-            CompletableFuture<Void> dst = CompletableFuture.runAsync(() -> {
-                try (Connection c = pair[1]) {
-                    TestSupport.incoming(16 * MIB).receive(c).machine().close();
-                } catch (Exception ignored) {
-                    // Cancelled: the destination fails, as it should.
-                }
-            });
+            CompletableFuture<Void> dst = destinationThatMayFail(pair[1]);
             Migration mig = new Migration(src, pair[0], TestSupport.params().withMaxBandwidth(8 * MIB)
                     .withTimeout(Duration.ofSeconds(15)));
             AtomicInteger maxThrottle = new AtomicInteger();
@@ -188,13 +176,7 @@ class ConvergenceTest {
         try (TrackedMachine src = TestSupport.guest(16 * MIB, 1, w)) {
             src.machine().ram().host().asSlice(0, 4 * MIB).fill((byte) 1);
             Connection[] pair = Channels.inProcessPair();
-            CompletableFuture<Void> dst = CompletableFuture.runAsync(() -> {
-                try (Connection c = pair[1]) {
-                    TestSupport.incoming(16 * MIB).receive(c).machine().close();
-                } catch (Exception ignored) {
-                    // Timed out: the destination fails, as it should.
-                }
-            });
+            CompletableFuture<Void> dst = destinationThatMayFail(pair[1]);
             AtomicInteger maxThrottle = new AtomicInteger();
             MigrationStats stats = new Migration(src, pair[0], TestSupport.params().withMaxBandwidth(8 * MIB)
                     .withAutoConverge(false).withTimeout(Duration.ofMillis(2600))).run(
@@ -204,5 +186,16 @@ class ConvergenceTest {
             assertTrue(stats.error().startsWith("timed out"), stats.error());
             dst.get(20, TimeUnit.SECONDS);
         }
+    }
+
+    /** A 16 MiB destination on {@code end}; it fails when the source gives up, as it should. */
+    private static CompletableFuture<Void> destinationThatMayFail(Connection end) {
+        return CompletableFuture.runAsync(() -> {
+            try (Connection c = end) {
+                TestSupport.incoming(16 * MIB).receive(c).machine().close();
+            } catch (Exception expected) {
+                // Cancelled, timed out or given up: the destination's stream ends early.
+            }
+        });
     }
 }

@@ -56,6 +56,12 @@ public final class Soak {
         FAILED_SAFELY("failed safely"),
         /** Failed without a fault (did not converge, say), the source guest safe. */
         FAILED_UNFAULTED("failed, no fault"),
+        /**
+         * The link failed after the source said GO and before the destination confirmed: the
+         * destination discarded its copy, and the source keeps its guest stopped and intact, as
+         * it must when it cannot know whether the other copy runs (the user resumes it).
+         */
+        STOPPED_IN_DOUBT("stopped, in doubt"),
         /** Pages lost, an image broken, two copies running, a partial save accepted: a bug. */
         BROKEN("BROKEN"),
         /** Did not end within {@link #HANG_SECONDS}. */
@@ -177,6 +183,7 @@ public final class Soak {
                 Optional<Incoming.Result> dst = ends.destination(incoming);
                 boolean completed = stats.status() == MigrationStatus.COMPLETED;
                 String problem;
+                boolean inDoubt = false;
                 if (dst.isPresent()) {
                     // The destination has the guest. Even if the source then failed (the link cut
                     // after it said GO), it must be the source's guest, and the source's copy must
@@ -185,14 +192,19 @@ public final class Soak {
                             ? "the migration failed (" + stats.error() + "), but the destination runs the guest and "
                             + "so does the source"
                             : checkDestination(c, src.machine(), dst.get(), stats);
+                } else if (completed) {
+                    problem = "the source completed, but the destination has no guest";
+                } else if (stats.error().startsWith(Migration.IN_DOUBT)) {
+                    problem = checkSourceStoppedIntact(c, src.machine());
+                    inDoubt = true;
                 } else {
-                    problem = completed ? "the source completed, but the destination has no guest"
-                            : checkSourceRunsOn(c, src.machine());
+                    problem = checkSourceRunsOn(c, src.machine());
                 }
                 if (problem != null) {
-                    return new RunResult(c, Outcome.BROKEN, problem, millisSince(start));
+                    return new RunResult(c, Outcome.BROKEN, problem + " (the migration: " + stats.status().qemuName()
+                            + (stats.error().isEmpty() ? "" : ", " + stats.error()) + ")", millisSince(start));
                 }
-                Outcome o = dst.isPresent() ? Outcome.VERIFIED
+                Outcome o = dst.isPresent() ? Outcome.VERIFIED : inDoubt ? Outcome.STOPPED_IN_DOUBT
                         : c.fault() == Fault.NONE ? Outcome.FAILED_UNFAULTED : Outcome.FAILED_SAFELY;
                 return new RunResult(c, o, stats.error(), millisSince(start));
             }
@@ -243,6 +255,20 @@ public final class Soak {
         return null;
     }
 
+    /** @return what is wrong with a source that must keep its guest stopped and intact, or null */
+    private static String checkSourceStoppedIntact(SoakConfig c, Machine src) throws InterruptedException {
+        if (c.pattern() != Pattern.IDLE && makesProgress(src)) {
+            return "the source runs its guest again although it told the destination to run it";
+        }
+        if (c.pattern() == Pattern.SEQUENTIAL) {
+            Optional<String> bad = SequentialImage.check(src.ram().host(), src.config().workload(), c.vcpus());
+            if (bad.isPresent()) {
+                return "the source's stopped image is broken: " + bad.get();
+            }
+        }
+        return null;
+    }
+
     /** @return what is wrong with the source after a failed run (no destination guest), or null */
     private static String checkSourceRunsOn(SoakConfig c, Machine src) throws InterruptedException {
         if (src.throttle() != 0) {
@@ -252,7 +278,7 @@ public final class Soak {
             return "a source vCPU failed: " + src.vcpuFailure().get().getMessage();
         }
         if (c.pattern() != Pattern.IDLE && !makesProgress(src)) {
-            return "the source guest does not run on";
+            return "the source guest does not run on: " + vcpuThreads();
         }
         if (c.pattern() == Pattern.SEQUENTIAL) {
             src.pause();
@@ -266,6 +292,20 @@ public final class Soak {
             }
         }
         return null;
+    }
+
+    /** @return where the vCPU threads are, for a finding about a guest that does not run */
+    private static String vcpuThreads() {
+        StringBuilder sb = new StringBuilder();
+        Thread.getAllStackTraces().forEach((t, frames) -> {
+            if (t.getName().startsWith("vcpu-")) {
+                sb.append(sb.isEmpty() ? "" : "; ").append(t.getName()).append(' ').append(t.getState());
+                for (int i = 0; i < Math.min(4, frames.length); i++) {
+                    sb.append(i == 0 ? " at " : " < ").append(frames[i].getMethodName());
+                }
+            }
+        });
+        return sb.isEmpty() ? "no vCPU thread" : sb.toString();
     }
 
     private static boolean makesProgress(Machine m) throws InterruptedException {
