@@ -101,7 +101,11 @@ public final class GuestCode {
 
         /** @return the program's machine code, position-independent, at most {@link #CODE_BYTES} */
         public byte[] assemble() {
-            return assembler().assemble();
+            byte[] code = assembler().assemble();
+            if (code.length > CODE_BYTES) {
+                throw new AssertionError("guest program of " + code.length + " bytes");
+            }
+            return code;
         }
 
         /**
@@ -150,9 +154,6 @@ public final class GuestCode {
             }
             a.dec(R12).jcc(CC_NE, "loop");
             a.movImm32(R12, pagesPerExit).movEaxFrom(R15).movImm32(RDX, port).outDxEax().jmp("loop");
-            if (a.assemble().length > CODE_BYTES) {
-                throw new AssertionError("guest program of " + a.assemble().length + " bytes");
-            }
             return a;
         }
 

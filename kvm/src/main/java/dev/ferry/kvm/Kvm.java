@@ -7,6 +7,8 @@ import dev.ferry.memory.linux.LinuxException;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
 /**
  * The KVM system device, {@code /dev/kvm}: version and capability queries, the host's CPUID
@@ -64,10 +66,9 @@ public final class Kvm implements AutoCloseable {
      * (kvm_dirty_ring_push WARNs in the host's log).
      */
     public static boolean isPvm() {
-        java.nio.file.Path modules = java.nio.file.Path.of("/sys/module");
-        return java.nio.file.Files.isDirectory(modules.resolve("kvm_pvm"))
-                && !java.nio.file.Files.isDirectory(modules.resolve("kvm_intel"))
-                && !java.nio.file.Files.isDirectory(modules.resolve("kvm_amd"));
+        Path modules = Path.of("/sys/module");
+        return Files.isDirectory(modules.resolve("kvm_pvm")) && !Files.isDirectory(modules.resolve("kvm_intel"))
+                && !Files.isDirectory(modules.resolve("kvm_amd"));
     }
 
     public static Availability probe() {

@@ -5,7 +5,6 @@ import dev.ferry.api.Device;
 import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.Options;
 import dev.ferry.machine.AcceleratorProvider;
-import dev.ferry.machine.HostMemory;
 import dev.ferry.machine.Machine;
 import dev.ferry.memory.MemorySystem;
 import dev.ferry.migration.bootstrap.Bootstrap;
@@ -322,11 +321,6 @@ public final class Incoming {
             throw new StreamException(at, "the source guest has " + desc.config().ramSize()
                     + " bytes of RAM, more than this destination accepts (" + maxRamBytes + ")");
         }
-        Optional<String> shortfall = HostMemory.probe().shortfall(desc.config().ramSize());
-        if (shortfall.isPresent()) {
-            throw new StreamException(at, "the source guest has " + HostMemory.gib(desc.config().ramSize())
-                    + " of RAM, more than this host can hold: " + shortfall.get());
-        }
         AcceleratorProvider accel = accelerators.get(desc.accelerator());
         if (accel == null) {
             throw new StreamException(at, "the source runs accelerator '" + desc.accelerator() + "', which this host lacks");
@@ -356,7 +350,13 @@ public final class Incoming {
                 throw new StreamException(at, "device " + d.id() + ": " + e.getMessage());
             }
         }
-        Machine machine = Machine.create(desc.config().withPreallocate(preallocate), accel);
+        Machine machine;
+        try {
+            // Refuses, among bad configurations, a guest bigger than this host can hold.
+            machine = Machine.create(desc.config().withPreallocate(preallocate), accel);
+        } catch (IllegalArgumentException e) {
+            throw new StreamException(at, "the source's machine cannot be built here: " + e.getMessage());
+        }
         try {
             Bootstrap.plugDevices(machine, requests, false);
         } catch (RuntimeException e) {

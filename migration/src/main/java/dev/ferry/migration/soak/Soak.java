@@ -320,7 +320,7 @@ public final class Soak {
     }
 
     /** The two ends of a run's transport; the destination receives on its own thread. */
-    private final class Ends implements AutoCloseable {
+    private static final class Ends implements AutoCloseable {
         final Connection source;
         final AtomicReference<Connection> destinationEnd = new AtomicReference<>();
         private final CompletableFuture<Incoming.Result> received = new CompletableFuture<>();
