@@ -6,7 +6,6 @@ import org.junit.jupiter.api.io.TempDir;
 
 import javax.tools.ToolProvider;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -102,9 +101,7 @@ class PluginDirectoryTest {
         Path jar = pluginJar(dir, "good.jar", "GoodTracker", GOOD, "ext.GoodTracker\n");
         Path pluginDir = Files.createDirectories(dir.resolve("path/good-plugin"));
         Files.move(jar, pluginDir.resolve("good.jar"));
-        try (OutputStream ignored = Files.newOutputStream(pluginDir.resolve("README"))) {
-            // not a jar: ignored
-        }
+        Files.writeString(pluginDir.resolve("README"), "not a jar: ignored");
         Plugins found = Plugins.discover(List.of(dir.resolve("path")));
         assertTrue(found.problems().isEmpty(), found.problems().toString());
         assertTrue(found.trackers().stream().anyMatch(t -> t.name().equals("ext-good")));
