@@ -17,12 +17,16 @@ import dev.ferry.migration.bootstrap.Orchestrator;
 import dev.ferry.migration.bootstrap.Plugins;
 import dev.ferry.migration.bootstrap.TrackedMachine;
 import dev.ferry.migration.channel.MigrationUri;
+import dev.ferry.migration.timeline.Timeline;
+import dev.ferry.migration.timeline.TimelineSvg;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
 import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.io.UncheckedIOException;
@@ -75,6 +79,11 @@ final class MigrateCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print the statistics as JSON (query-migrate names).")
     boolean json;
 
+    @Option(names = "--timeline", paramLabel = "FILE.svg",
+            description = "Draw the migration over time into an SVG file a browser opens: remaining bytes, dirty "
+                    + "rate, throughput and throttle, with syncs, passes and the switchover marked.")
+    Path timelineFile;
+
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
@@ -93,6 +102,9 @@ final class MigrateCommand implements Callable<Integer> {
                 .withDowntimeLimit(Duration.ofMillis(downtimeLimitMs)).withTimeout(Duration.ofSeconds(timeoutSeconds))
                 .withAutoConverge(!noAutoConverge);
         Optional<MigrationUri> target = to == null ? Optional.empty() : Optional.of(MigrationUri.parse(to));
+        if (timelineFile != null) {
+            requireWritable(timelineFile);
+        }
         machine.requireHostMemory(target.isEmpty() ? 2 : 1,
                 target.isEmpty() ? "the guest and its destination in this process" : "the guest");
         PrintWriter out = spec.commandLine().getOut();
@@ -113,8 +125,12 @@ final class MigrateCommand implements Callable<Integer> {
             Thread.sleep(warmupMs);
             Map<String, Object> report;
             MigrationStats stats;
+            Timeline timeline = new Timeline();
             try (Progress progress = new Progress(err, json)) {
-                Consumer<MigrationStats> onProgress = s -> progress.update(fraction(s), status(s));
+                Consumer<MigrationStats> onProgress = s -> {
+                    timeline.accept(s);
+                    progress.update(fraction(s), status(s));
+                };
                 LoopbackMigration.Outcome outcome = orchestrator.migrate(session, source, onProgress);
                 stats = outcome.stats();
                 report = new LinkedHashMap<>(stats.toQemuMap());
@@ -136,6 +152,16 @@ final class MigrateCommand implements Callable<Integer> {
                 report.put("devices", ds);
             }
             String where = session.description();
+            if (timelineFile != null) {
+                try {
+                    Files.writeString(timelineFile, TimelineSvg.render(timeline, params.downtimeLimit(),
+                            "ferry " + String.join(" ", spec.commandLine().getParseResult().originalArgs())));
+                    report.put("timeline", timelineFile.toString());
+                } catch (java.io.IOException e) {
+                    err.println("ferry migrate: could not write the timeline to " + timelineFile + ": " + e.getMessage());
+                    report.put("timeline-error", e.getMessage());
+                }
+            }
             if (json) {
                 out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
             } else {
@@ -146,7 +172,7 @@ final class MigrateCommand implements Callable<Integer> {
                         + " (the guest keeps running on the source)");
                 return Ferry.FAILURE;
             }
-            return 0;
+            return report.containsKey("timeline-error") ? Ferry.FAILURE : 0;
         }
     }
 
@@ -196,6 +222,24 @@ final class MigrateCommand implements Callable<Integer> {
         }
         if (report.containsKey("destination-guest")) {
             out.printf("destination      %s%n", report.get("destination-guest"));
+        }
+        if (report.containsKey("timeline")) {
+            out.printf("timeline         %s%n", report.get("timeline"));
+        }
+    }
+
+    /** Refuses, before the migration, a timeline file that could not be written after it. */
+    static void requireWritable(Path file) {
+        Path dir = file.toAbsolutePath().getParent();
+        if (Files.isDirectory(file)) {
+            throw new IllegalArgumentException("--timeline " + file + ": is a directory; give a file name, e.g. "
+                    + file.resolve("migration.svg"));
+        }
+        if (dir == null || !Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("--timeline " + file + ": directory " + dir + " does not exist");
+        }
+        if (!Files.isWritable(dir) || Files.exists(file) && !Files.isWritable(file)) {
+            throw new IllegalArgumentException("--timeline " + file + ": cannot write there");
         }
     }
 

@@ -9,6 +9,8 @@ import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
 import dev.ferry.migration.Incoming;
 import dev.ferry.migration.LoopbackMigration;
+import dev.ferry.migration.timeline.Timeline;
+import dev.ferry.migration.timeline.TimelineSvg;
 import dev.ferry.migration.MigrationParameters;
 import dev.ferry.migration.MigrationStats;
 import dev.ferry.migration.MigrationStatus;
@@ -61,6 +63,10 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
+    @Option(names = "--timeline-dir", paramLabel = "DIR",
+            description = "Draw each run's timeline (as migrate --timeline) into DIR, one SVG per run.")
+    java.nio.file.Path timelineDir;
+
     @picocli.CommandLine.Mixin
     BenchCheck check;
 
@@ -74,6 +80,9 @@ final class MigrationBench implements Callable<Integer> {
     public Integer call() throws Exception {
         if (runs < 1 || runs > 20) {
             throw new IllegalArgumentException("--runs must be 1 to 20");
+        }
+        if (timelineDir != null && !java.nio.file.Files.isDirectory(timelineDir)) {
+            throw new IllegalArgumentException("--timeline-dir " + timelineDir + ": no such directory");
         }
         long gib = 1L << 30;
         List<Scenario> scenarios = List.of(
@@ -93,8 +102,8 @@ final class MigrationBench implements Callable<Integer> {
         if (!json) {
             out.printf("guest %s RAM, %d vCPU, accelerator %s, trackers %s; downtime-limit %d ms%n",
                     Sizes.format(memory), vcpus, plan.accelerator().name(), plan.trackerNames(), limitMs);
-            out.printf("%-20s %4s %9s %9s %10s %10s %12s %6s %9s%n", "scenario", "run", "total ms", "setup ms",
-                    "downtime", "expected", "throughput", "syncs", "throttle");
+            out.printf("%-20s %4s %9s %9s %10s %10s %12s %6s %9s %6s%n", "scenario", "run", "total ms", "setup ms",
+                    "downtime", "expected", "throughput", "syncs", "throttle", "cpu s");
         }
         for (Scenario sc : scenarios) {
             if (only != null && !sc.name().contains(only)) {
@@ -106,17 +115,34 @@ final class MigrationBench implements Callable<Integer> {
                         .withDowntimeLimit(Duration.ofMillis(limitMs)).withTimeout(Duration.ofMinutes(5));
                 MigrationStats s;
                 boolean destinationOk;
+                boolean verified;
+                Timeline timeline = new Timeline();
+                long cpuBefore;
+                long cpuAfter;
                 try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
                     fillWithData(source.machine());
                     source.machine().start();
                     Thread.sleep(300);
                     err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
+                    // Both ends run in this process: its CPU time is the migration's, source and destination
+                    // (and the guest's vCPUs, whose share an idle guest keeps small).
+                    cpuBefore = processCpuNanos();
                     LoopbackMigration.Outcome o = LoopbackMigration.run(source, params,
                             bootstrap.incoming(MigrateCommand.totalMemory(), true, Incoming.DeviceLoad.BATCHED),
-                            x -> { });
+                            timeline);
+                    cpuAfter = processCpuNanos();
                     s = o.stats();
                     destinationOk = o.destination().isPresent();
+                    verified = o.destination().map(Incoming.Result::verified).orElse(false);
                     o.destination().ifPresent(d -> d.machine().close());
+                }
+                String timelineFile = null;
+                if (timelineDir != null) {
+                    java.nio.file.Path f = timelineDir.resolve(sc.name().replaceAll("[^A-Za-z0-9]+", "-")
+                            + "-run" + run + ".svg");
+                    java.nio.file.Files.writeString(f, TimelineSvg.render(timeline, params.downtimeLimit(),
+                            "ferry bench migration: " + sc.name() + ", run " + run));
+                    timelineFile = f.toString();
                 }
                 // Throughput while transferring: from the end of setup (which builds the destination
                 // machine and times the digests) to completion.
@@ -142,16 +168,23 @@ final class MigrationBench implements Callable<Integer> {
                 row.put("throughput-gib-s", Math.round(throughput * 1000) / 1000.0);
                 row.put("transferred", s.transferred());
                 row.put("dirty-sync-count", s.dirtySyncCount());
+                row.put("iterations", s.iterations());
+                row.put("dirty-rate-mib-s", Math.round(s.dirtyPagesRate() * 4096 / 1048576.0 * 10) / 10.0);
                 row.put("throttle", s.throttlePercent());
+                row.put("verified", verified);
+                row.put("cpu-seconds", Math.round((cpuAfter - cpuBefore) / 1e7) / 100.0);
+                if (timelineFile != null) {
+                    row.put("timeline", timelineFile);
+                }
                 if (idleUnlimitedRun) {
                     row.put("baseline-tcp-copy-gib-s", Math.round(baseline * 1000) / 1000.0);
                 }
                 rows.add(row);
                 if (!json) {
-                    out.printf("%-20s %4d %9d %9d %10s %7d ms %6.2f GiB/s %6d %8d%%%n", sc.name(), run, s.totalTimeMs(),
-                            s.setupTimeMs(), ok ? s.downtimeMs() + " ms" : s.status().qemuName(), s.expectedDowntimeMs(),
-                            throughput,
-                            s.dirtySyncCount(), s.throttlePercent());
+                    out.printf("%-20s %4d %9d %9d %10s %7d ms %6.2f GiB/s %6d %8d%% %6.2f%n", sc.name(), run,
+                            s.totalTimeMs(), s.setupTimeMs(), ok ? s.downtimeMs() + " ms" : s.status().qemuName(),
+                            s.expectedDowntimeMs(), throughput, s.dirtySyncCount(), s.throttlePercent(),
+                            (cpuAfter - cpuBefore) / 1e9);
                     if (idleUnlimitedRun) {
                         out.printf("%-20s %4d %52.2f GiB/s%n", "  baseline TCP copy", run, baseline);
                     }
@@ -179,6 +212,11 @@ final class MigrationBench implements Callable<Integer> {
             }
         }
         return check.exitStatus(downtimeOk && throughputOk);
+    }
+
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+                .getOperatingSystemMXBean()).getProcessCpuTime();
     }
 
     static double median(List<Double> values) {

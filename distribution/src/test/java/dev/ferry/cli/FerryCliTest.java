@@ -7,7 +7,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
+import org.junit.jupiter.api.io.TempDir;
+
 import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.io.StringWriter;
 import java.util.List;
 
@@ -104,6 +108,30 @@ class FerryCliTest {
             assertTrue(r.err().contains("cannot open " + to), r.err());
             assertFalse(r.err().contains("Exception"), r.err());
         }
+    }
+
+    @Test
+    void migrateDrawsItsTimeline(@TempDir Path dir) throws Exception {
+        Path svg = dir.resolve("t.svg");
+        Run r = ferry("migrate", "--mem", "32M", "--no-prealloc", "--rate", "40", "--warmup", "100",
+                "--timeline", svg.toString(), "--json");
+        assertEquals(0, r.status(), r.err());
+        JsonNode report = new ObjectMapper().readTree(r.out());
+        assertEquals(svg.toString(), report.get("timeline").asText());
+        org.w3c.dom.Document doc = javax.xml.parsers.DocumentBuilderFactory.newInstance().newDocumentBuilder()
+                .parse(svg.toFile());
+        String text = Files.readString(svg);
+        for (String id : List.of("remaining", "fits-downtime-limit", "dirty-rate", "throughput", "throttle",
+                "switchover", "downtime-limit")) {
+            assertTrue(text.contains("id=\"" + id + "\""), id);
+        }
+        assertTrue(doc.getElementsByTagName("polyline").getLength() == 5, text);
+        assertTrue(text.contains("ferry migrate --mem 32M"), "the title is the command line");
+        // Where it cannot be written, the migration does not start.
+        String msg = usageError(ferry("migrate", "--timeline", "/nonexistent-dir/t.svg"));
+        assertTrue(msg.contains("--timeline /nonexistent-dir/t.svg") && msg.contains("does not exist"), msg);
+        msg = usageError(ferry("migrate", "--timeline", dir.toString()));
+        assertTrue(msg.contains("is a directory"), msg);
     }
 
     @Test

@@ -53,6 +53,10 @@ public final class Machine implements AutoCloseable {
     private boolean closed;
     /** Whether the devices were told to start: the machine runs (started and not paused). */
     private boolean running;
+    /** Bytes the background preallocation faults in at a time: a few milliseconds' work. */
+    static final long PREALLOCATION_CHUNK = 16L << 20;
+    private Thread preallocation;
+    private volatile boolean stopPreallocation;
     private final List<Device> devices = new ArrayList<>();
     /** Next free byte of the device memory at the top of RAM. */
     private long deviceMemoryNext;
@@ -441,6 +445,37 @@ public final class Machine implements AutoCloseable {
         }
     }
 
+    /**
+     * Faults guest RAM in on a thread of its own, from the top down in chunks of
+     * {@value #PREALLOCATION_CHUNK} bytes, so that a destination has its RAM preallocated without
+     * waiting for it: the incoming loader, which fills RAM from the bottom, meets it half way and
+     * each page is faulted in once, by one of the two. QEMU's destination faults its RAM in as the
+     * pages arrive; Ferry's guest then also finds the pages no migration wrote already there.
+     * {@link #close()} stops it. A host that cannot provide the memory fails it quietly: pages
+     * are then faulted in as they are written, as without preallocation.
+     */
+    public synchronized void preallocateInBackground() {
+        if (closed || preallocation != null) {
+            return;
+        }
+        preallocation = Thread.ofPlatform().name("prealloc").daemon(true).start(() -> {
+            try {
+                for (long end = ram.size(); end > 0 && !stopPreallocation; end -= PREALLOCATION_CHUNK) {
+                    long start = Math.max(0, end - PREALLOCATION_CHUNK);
+                    ram.preallocate(start, end - start);
+                }
+            } catch (RuntimeException hostOutOfMemory) {
+                // Left to demand faults; Machine.create already checked the host holds the guest.
+            }
+        });
+    }
+
+    /** @return whether RAM is still being faulted in behind the guest's back */
+    public boolean preallocating() {
+        Thread t = preallocation;
+        return t != null && t.isAlive();
+    }
+
     /** Stops the vCPUs for good and releases the accelerator and memory. */
     @Override
     public synchronized void close() {
@@ -448,6 +483,9 @@ public final class Machine implements AutoCloseable {
             return;
         }
         closed = true;
+        // Like the vCPU threads below, the preallocation thread must be gone before RAM is unmapped.
+        stopPreallocation = true;
+        joinUninterruptibly(preallocation);
         runState.shutdown();
         kickAll();
         // Every vCPU thread must be gone before guest RAM is unmapped below, even if this thread
@@ -476,5 +514,23 @@ public final class Machine implements AutoCloseable {
         devices.clear();
         accelerator.close();
         memory.close();
+    }
+
+    /** Joins {@code t} (if any) even if this thread is interrupted, keeping the interrupt. */
+    private static void joinUninterruptibly(Thread t) {
+        if (t == null) {
+            return;
+        }
+        boolean interrupted = false;
+        while (t.isAlive()) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
     }
 }

@@ -36,6 +36,34 @@ class RunControlTest {
         }
     }
 
+    /**
+     * Background preallocation (a destination's) keeps what was written meanwhile, faults the
+     * rest in, and a machine closed while it runs waits for it before RAM is unmapped.
+     */
+    @Test
+    void preallocationInTheBackgroundKeepsWhatIsWrittenAndStopsAtClose() {
+        try (Machine m = Guests.soft(64 * MIB, 1, Guests.workload(Pattern.IDLE, 0, 4096, 1))) {
+            m.ram().host().asSlice(0, 4096).fill((byte) 0x5a);
+            m.ram().host().asSlice(63 * MIB, 4096).fill((byte) 0xa5);
+            m.preallocateInBackground();
+            m.preallocateInBackground(); // once is enough
+            m.ram().host().asSlice(32 * MIB, 4096).fill((byte) 0x3c);
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while (m.preallocating() && System.nanoTime() < deadline) {
+                Guests.sleep(5);
+            }
+            assertFalse(m.preallocating(), "64 MiB faulted in within 30 s");
+            assertEquals((byte) 0x5a, m.ram().host().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 4095));
+            assertEquals((byte) 0x3c, m.ram().host().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 32 * MIB + 17));
+            assertEquals((byte) 0xa5, m.ram().host().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 63 * MIB));
+            assertEquals(0, m.ram().host().get(java.lang.foreign.ValueLayout.JAVA_BYTE, 16 * MIB));
+        }
+        Machine big = Guests.soft(512 * MIB, 1, Guests.workload(Pattern.IDLE, 0, 4096, 1));
+        big.preallocateInBackground();
+        big.close(); // joins the preallocation thread: no fault on unmapped RAM
+        assertFalse(big.preallocating());
+    }
+
     @Test
     void closeStopsARunningOrPausedMachine() {
         Machine m = Guests.soft(4 * MIB, 2, Guests.workload(Pattern.SEQUENTIAL, 0, 1, 1));

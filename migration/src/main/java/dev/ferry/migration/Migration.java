@@ -165,7 +165,7 @@ public final class Migration {
     /**
      * Runs the migration to its end.
      *
-     * @param progress told the figures about every 100 ms
+     * @param progress told the figures about every 100 ms, and after every dirty-log sync
      * @return the final figures; {@link MigrationStats#status()} says how it ended
      */
     public MigrationStats run(Consumer<MigrationStats> progress) {
@@ -461,6 +461,9 @@ public final class Migration {
                     periodPagesSent = ram.normalPages() + ram.zeroPages();
                     periodDirtied = 0;
                 }
+                // Reported after every sync too, so that a timeline places syncs and the ends of
+                // passes where they happened; the last report comes before the guest is stopped.
+                lastProgress = report(progress);
                 // With nothing left to send the estimate is the fixed cost alone, bandwidth or not
                 // (an idle guest of zero pages may never send enough for a bandwidth figure); it
                 // must still fit the limit.
@@ -469,13 +472,19 @@ public final class Migration {
                 }
             }
             if (System.nanoTime() - lastProgress >= RATE_PERIOD_NANOS) {
-                lastProgress = System.nanoTime();
-                if (!periodMeasured) {
-                    ratesSinceActive(lastProgress);
-                }
-                progress.accept(stats());
+                lastProgress = report(progress);
             }
         }
+    }
+
+    /** Tells {@code progress} the figures now; @return when */
+    private long report(Consumer<MigrationStats> progress) {
+        long now = System.nanoTime();
+        if (!periodMeasured) {
+            ratesSinceActive(now);
+        }
+        progress.accept(stats());
+        return now;
     }
 
     /**
