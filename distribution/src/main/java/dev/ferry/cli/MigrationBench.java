@@ -38,7 +38,8 @@ import java.util.concurrent.Callable;
         description = {"Migrate a guest with non-zero RAM: idle, and at 100 and 400 MiB/s of random dirtying, with "
                 + "max-bandwidth 1 GiB/s and downtime-limit 300 ms; then idle with no bandwidth limit. Reports total "
                 + "time, downtime and throughput, and checks the targets (downtime at most 10%% over the limit; idle "
-                + "unlimited throughput at least 2 GiB/s)."})
+                + "unlimited throughput at least 2 GiB/s). With --against-qemu each run is followed by the same scenario "
+                + "on real QEMU (../shared/tools/qemu-peer), and the medians are compared."})
 final class MigrationBench implements Callable<Integer> {
 
     @Option(names = "--mem", paramLabel = "SIZE", defaultValue = "1G", converter = MachineOptions.SizeConverter.class,
@@ -63,6 +64,19 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
 
+    @Option(names = "--against-qemu",
+            description = "After each run, migrate the same scenario with real QEMU (qemu-peer), and compare: total "
+                    + "time, setup and downtime, medians and ratios.")
+    boolean againstQemu;
+
+    @Option(names = "--qemu-peer", paramLabel = "PATH", defaultValue = QemuPeer.DEFAULT_SCRIPT,
+            description = "The qemu-peer script for --against-qemu. Default: ${DEFAULT-VALUE}.")
+    java.nio.file.Path qemuPeerScript;
+
+    @Option(names = "--qemu", paramLabel = "BINARY", defaultValue = "${env:QEMU:-qemu-system-x86_64}",
+            description = "The QEMU that --against-qemu runs. Default: ${DEFAULT-VALUE}.")
+    String qemuBinary;
+
     @Option(names = "--timeline-dir", paramLabel = "DIR",
             description = "Draw each run's timeline (as migrate --timeline) into DIR, one SVG per run.")
     java.nio.file.Path timelineDir;
@@ -84,6 +98,16 @@ final class MigrationBench implements Callable<Integer> {
         if (timelineDir != null && !java.nio.file.Files.isDirectory(timelineDir)) {
             throw new IllegalArgumentException("--timeline-dir " + timelineDir + ": no such directory");
         }
+        QemuPeer qemu = againstQemu ? new QemuPeer(qemuPeerScript, qemuBinary) : null;
+        if (qemu != null) {
+            qemu.missing().ifPresent(why -> {
+                throw new IllegalArgumentException(why);
+            });
+        }
+        List<Map<String, Object>> qemuRows = new ArrayList<>();
+        // Per scenario: Ferry's and QEMU's figures, for the medians compared at the end.
+        Map<String, List<MigrationStats>> ferryRuns = new LinkedHashMap<>();
+        Map<String, List<QemuPeer.Result>> qemuRuns = new LinkedHashMap<>();
         long gib = 1L << 30;
         List<Scenario> scenarios = List.of(
                 new Scenario("idle, 1 GiB/s", Pattern.IDLE, 0, gib),
@@ -180,6 +204,26 @@ final class MigrationBench implements Callable<Integer> {
                     row.put("baseline-tcp-copy-gib-s", Math.round(baseline * 1000) / 1000.0);
                 }
                 rows.add(row);
+                ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(s);
+                QemuPeer.Result q = null;
+                if (qemu != null) {
+                    err.printf("ferry bench migration: %s, run %d with QEMU...%n", sc.name(), run);
+                    q = qemu.run(memory, sc.rate(), plan.accelerator().name().equals("kvm"), sc.maxBandwidth(),
+                            limitMs);
+                    qemuRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(q);
+                    Map<String, Object> qr = new LinkedHashMap<>();
+                    qr.put("scenario", sc.name());
+                    qr.put("run", run);
+                    qr.put("status", q.status());
+                    qr.put("total-time-ms", q.totalTimeMs());
+                    qr.put("setup-time-ms", q.setupTimeMs());
+                    qr.put("downtime-ms", q.downtimeMs());
+                    qr.put("transferred", q.transferred());
+                    if (!q.error().isEmpty()) {
+                        qr.put("error", q.error());
+                    }
+                    qemuRows.add(qr);
+                }
                 if (!json) {
                     out.printf("%-20s %4d %9d %9d %10s %7d ms %6.2f GiB/s %6d %8d%% %6.2f%n", sc.name(), run,
                             s.totalTimeMs(), s.setupTimeMs(), ok ? s.downtimeMs() + " ms" : s.status().qemuName(),
@@ -188,11 +232,42 @@ final class MigrationBench implements Callable<Integer> {
                     if (idleUnlimitedRun) {
                         out.printf("%-20s %4d %52.2f GiB/s%n", "  baseline TCP copy", run, baseline);
                     }
+                    if (q != null) {
+                        out.printf("%-20s %4d %9d %9d %10s%n", "  QEMU", run, q.totalTimeMs(), q.setupTimeMs(),
+                                q.ok() ? q.downtimeMs() + " ms" : q.status() + (q.error().isEmpty() ? ""
+                                        : " (" + q.error() + ")"));
+                    }
                 }
             }
         }
         double idleUnlimitedGiBps = idleUnlimited.stream().mapToDouble(d -> d).max().orElse(0);
         boolean throughputOk = idleUnlimited.isEmpty() || idleUnlimitedGiBps >= 2.0;
+        List<Map<String, Object>> comparison = new ArrayList<>();
+        boolean qemuOk = true;
+        for (Map.Entry<String, List<QemuPeer.Result>> e : qemuRuns.entrySet()) {
+            List<MigrationStats> f = ferryRuns.get(e.getKey());
+            List<QemuPeer.Result> q = e.getValue();
+            Map<String, Object> c = new LinkedHashMap<>();
+            c.put("scenario", e.getKey());
+            c.put("runs", q.size());
+            c.put("qemu-completed", q.stream().filter(QemuPeer.Result::ok).count());
+            double fTotal = median(f.stream().map(x -> (double) x.totalTimeMs()).toList());
+            double qTotal = median(q.stream().filter(QemuPeer.Result::ok).map(x -> (double) x.totalTimeMs()).toList());
+            double fDown = median(f.stream().map(x -> (double) x.downtimeMs()).toList());
+            double qDown = median(q.stream().filter(QemuPeer.Result::ok).map(x -> (double) x.downtimeMs()).toList());
+            c.put("ferry-total-time-ms", fTotal);
+            c.put("qemu-total-time-ms", qTotal);
+            c.put("ferry-setup-time-ms", median(f.stream().map(x -> (double) x.setupTimeMs()).toList()));
+            c.put("qemu-setup-time-ms", median(q.stream().filter(QemuPeer.Result::ok)
+                    .map(x -> (double) x.setupTimeMs()).toList()));
+            c.put("ferry-downtime-ms", fDown);
+            c.put("qemu-downtime-ms", qDown);
+            c.put("total-time-ratio", qTotal == 0 ? 0 : Math.round(fTotal / qTotal * 100) / 100.0);
+            boolean met = qTotal > 0 && fTotal <= qTotal && fDown <= Math.max(qDown, limitMs);
+            c.put("target-met", met);
+            qemuOk &= met;
+            comparison.add(c);
+        }
         if (json) {
             Map<String, Object> o = new LinkedHashMap<>();
             o.put("runs", rows);
@@ -201,6 +276,11 @@ final class MigrationBench implements Callable<Integer> {
             o.put("idle-unlimited-throughput-median-gib-s", median(idleUnlimited));
             o.put("baseline-tcp-copy-median-gib-s", median(baselines));
             o.put("throughput-target-met", throughputOk);
+            if (qemu != null) {
+                o.put("qemu-runs", qemuRows);
+                o.put("against-qemu", comparison);
+                o.put("against-qemu-target-met", qemuOk);
+            }
             out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(o));
         } else {
             out.printf("target: downtime <= %d ms (limit + 10%%) in every run: %s%n", limitMs * 11 / 10,
@@ -211,7 +291,19 @@ final class MigrationBench implements Callable<Integer> {
                         median(idleUnlimited), throughputOk ? "met" : "MISSED", median(baselines));
             }
         }
-        return check.exitStatus(downtimeOk && throughputOk);
+        if (!json && qemu != null) {
+            out.printf("%nmedians, Ferry / QEMU:%n%-20s %21s %21s %21s%n", "scenario", "total ms", "setup ms",
+                    "downtime ms");
+            for (Map<String, Object> c : comparison) {
+                out.printf("%-20s %9.0f / %-9.0f %9.0f / %-9.0f %9.0f / %-9.0f %.2fx%n", c.get("scenario"),
+                        c.get("ferry-total-time-ms"), c.get("qemu-total-time-ms"), c.get("ferry-setup-time-ms"),
+                        c.get("qemu-setup-time-ms"), c.get("ferry-downtime-ms"), c.get("qemu-downtime-ms"),
+                        c.get("total-time-ratio"));
+            }
+            out.printf("target: total time at most QEMU's, downtime at most QEMU's or the limit (medians): %s%n",
+                    qemuOk ? "met" : "MISSED");
+        }
+        return check.exitStatus(downtimeOk && throughputOk && qemuOk);
     }
 
     private static long processCpuNanos() {

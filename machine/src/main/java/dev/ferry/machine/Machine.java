@@ -1,5 +1,6 @@
 package dev.ferry.machine;
 
+import com.google.common.util.concurrent.Uninterruptibles;
 import dev.ferry.api.Device;
 import dev.ferry.api.GuestRange;
 import dev.ferry.api.MachineContext;
@@ -485,7 +486,9 @@ public final class Machine implements AutoCloseable {
         closed = true;
         // Like the vCPU threads below, the preallocation thread must be gone before RAM is unmapped.
         stopPreallocation = true;
-        joinUninterruptibly(preallocation);
+        if (preallocation != null) {
+            Uninterruptibles.joinUninterruptibly(preallocation);
+        }
         runState.shutdown();
         kickAll();
         // Every vCPU thread must be gone before guest RAM is unmapped below, even if this thread
@@ -514,23 +517,5 @@ public final class Machine implements AutoCloseable {
         devices.clear();
         accelerator.close();
         memory.close();
-    }
-
-    /** Joins {@code t} (if any) even if this thread is interrupted, keeping the interrupt. */
-    private static void joinUninterruptibly(Thread t) {
-        if (t == null) {
-            return;
-        }
-        boolean interrupted = false;
-        while (t.isAlive()) {
-            try {
-                t.join();
-            } catch (InterruptedException e) {
-                interrupted = true;
-            }
-        }
-        if (interrupted) {
-            Thread.currentThread().interrupt();
-        }
     }
 }

@@ -10,20 +10,16 @@ import dev.ferry.migration.stream.StreamException;
 import dev.ferry.migration.stream.StreamReader;
 import org.junit.jupiter.api.Test;
 
-import java.io.ByteArrayInputStream;
-import java.io.EOFException;
 import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.channels.Channels;
-import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
+import static dev.ferry.migration.TestSupport.messages;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -227,15 +223,4 @@ class DestinationFuzzTest {
         assertEquals(1, said.getLast().shutStatus());
     }
 
-    private static List<ReturnPath.Message> messages(Sink sink) throws IOException {
-        ReadableByteChannel in = Channels.newChannel(new ByteArrayInputStream(sink.bytes()));
-        List<ReturnPath.Message> out = new ArrayList<>();
-        while (true) {
-            try {
-                out.add(ReturnPath.receive(in));
-            } catch (EOFException end) {
-                return out;
-            }
-        }
-    }
 }

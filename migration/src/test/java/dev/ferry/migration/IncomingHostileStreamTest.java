@@ -14,14 +14,10 @@ import dev.ferry.migration.stream.StreamException;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-import java.io.ByteArrayInputStream;
 import java.lang.foreign.ValueLayout;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.channels.Channels;
-import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
@@ -29,6 +25,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 
 import static dev.ferry.migration.TestSupport.MIB;
+import static dev.ferry.migration.TestSupport.messages;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -54,18 +51,6 @@ class IncomingHostileStreamTest {
         return INCOMING.receive(new ReadConnection(new ChunkedChannel(stream, stream.length, maxChunk, seed), returnPath));
     }
 
-    /** @return the messages the destination sent on its return path */
-    private static List<ReturnPath.Message> messages(Sink sink) throws Exception {
-        ReadableByteChannel in = Channels.newChannel(new ByteArrayInputStream(sink.bytes()));
-        List<ReturnPath.Message> out = new ArrayList<>();
-        while (true) {
-            try {
-                out.add(ReturnPath.receive(in));
-            } catch (java.io.EOFException end) {
-                return out;
-            }
-        }
-    }
 
     /** Asserts a good stream is taken, with and without a return path. */
     private static void acceptsValid() throws Exception {

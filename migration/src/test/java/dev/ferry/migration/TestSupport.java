@@ -55,6 +55,19 @@ final class TestSupport {
         return MigrationParameters.defaults().withTimeout(Duration.ofSeconds(30));
     }
 
+    /** @return the messages the destination sent on its return path */
+    static java.util.List<ReturnPath.Message> messages(Sink sink) throws IOException {
+        ReadableByteChannel in = java.nio.channels.Channels.newChannel(new java.io.ByteArrayInputStream(sink.bytes()));
+        java.util.List<ReturnPath.Message> out = new java.util.ArrayList<>();
+        while (true) {
+            try {
+                out.add(ReturnPath.receive(in));
+            } catch (java.io.EOFException end) {
+                return out;
+            }
+        }
+    }
+
     /** A return path's far end that keeps what the destination says. */
     static final class Sink implements WritableByteChannel {
         private final ByteArrayOutputStream bytes = new ByteArrayOutputStream();

@@ -1,0 +1,61 @@
+package dev.ferry.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+
+import static dev.ferry.cli.FerryCliTest.ferry;
+import static dev.ferry.cli.FerryCliTest.usageError;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * {@code bench migration --against-qemu}: how it calls qemu-peer and reads its figures, with a
+ * stand-in for the script (the real comparison needs QEMU and minutes; its figures are in the
+ * issue notes), and what it says where QEMU or the script is missing.
+ */
+class MigrationBenchQemuTest {
+
+    @Test
+    void eachRunIsFollowedByQemusAndTheMediansAreCompared(@TempDir Path dir) throws Exception {
+        Path args = dir.resolve("args");
+        Path peer = dir.resolve("qemu-peer.sh");
+        Files.writeString(peer, "#!/bin/sh\necho \"$* QEMU=$QEMU\" > " + args + "\necho booting >&2\n"
+                + "echo '{\"ok\": true, \"status\": \"completed\", \"total-time\": 100000, \"setup-time\": 2, "
+                + "\"downtime\": 250, \"ram\": {\"transferred\": 67108864}}'\n");
+        Files.setPosixFilePermissions(peer, PosixFilePermissions.fromString("rwxr-xr-x"));
+        FerryCliTest.Run r = ferry("bench", "migration", "--mem", "64M", "--only", "idle, unlimited", "--accel", "soft",
+                "--against-qemu", "--qemu-peer", peer.toString(), "--qemu", peer.toString(), "--json");
+        assertEquals(0, r.status(), r.err());
+        assertEquals("64 idle tcg 0 1000G 300 --prefill 1 QEMU=" + peer, Files.readString(args).strip());
+        JsonNode o = new ObjectMapper().readTree(r.out());
+        JsonNode q = o.get("qemu-runs").get(0);
+        assertEquals("completed", q.get("status").asText());
+        assertEquals(100000, q.get("total-time-ms").asLong());
+        JsonNode c = o.get("against-qemu").get(0);
+        assertEquals("idle, unlimited", c.get("scenario").asText());
+        double ferryTotal = o.get("runs").get(0).get("total-time-ms").asDouble();
+        assertEquals(ferryTotal, c.get("ferry-total-time-ms").asDouble());
+        assertEquals(Math.round(ferryTotal / 100000 * 100) / 100.0, c.get("total-time-ratio").asDouble());
+        assertTrue(c.get("target-met").asBoolean(), "a 64 MiB migration beats 100 s: " + c);
+        JsonNode run = o.get("runs").get(0);
+        assertTrue(run.get("verified").asBoolean(), run.toString());
+        assertTrue(run.get("cpu-seconds").asDouble() > 0, run.toString());
+        assertTrue(run.has("iterations") && run.has("dirty-rate-mib-s"), run.toString());
+    }
+
+    @Test
+    void withoutQemuOrTheScriptItSaysWhatToDo(@TempDir Path dir) {
+        String msg = usageError(ferry("bench", "migration", "--against-qemu", "--qemu-peer", dir.resolve("none.sh")
+                .toString()));
+        assertTrue(msg.contains("--qemu-peer") && msg.contains("none.sh"), msg);
+        msg = usageError(ferry("bench", "migration", "--against-qemu", "--qemu-peer", "/bin/true", "--qemu",
+                "/nonexistent/qemu-system-x86_64"));
+        assertTrue(msg.contains("apt-get install -y qemu-system-x86"), msg);
+    }
+}
