@@ -87,6 +87,8 @@ final class MigrateCommand implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
+    private static final double MIB = 1 << 20;
+
     @Override
     public Integer call() throws Exception {
         if (downtimeLimitMs < 1) {
@@ -183,7 +185,7 @@ final class MigrateCommand implements Callable<Integer> {
     private static String status(MigrationStats s) {
         return String.format("%s  iter %d  remaining %s  dirty %.0f MiB/s  %.0f MiB/s  throttle %d%%",
                 s.status().qemuName(), s.iterations(), Sizes.format(s.remaining()),
-                s.dirtyPagesRate() * 4096 / 1048576.0, s.mbps() / 8.388608, s.throttlePercent());
+                s.dirtyBytesPerSecond() / MIB, s.sentBytesPerSecond() / MIB, s.throttlePercent());
     }
 
     private static void printSummary(PrintWriter out, MigrationStats s, Map<String, Object> report, String where,
@@ -201,8 +203,8 @@ final class MigrateCommand implements Callable<Integer> {
                 transferMs <= 0 ? 0.0 : s.transferred() / 1048576.0 / (transferMs / 1000.0));
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
-        out.printf("dirty rate       %.0f MiB/s (the guest), %.0f MiB/s sent%n", s.dirtyPagesRate() * 4096 / 1048576.0,
-                s.mbps() / 8.388608);
+        out.printf("dirty rate       %.0f MiB/s (the guest), %.0f MiB/s sent%n", s.dirtyBytesPerSecond() / MIB,
+                s.sentBytesPerSecond() / MIB);
         out.printf("trackers         %s%n", String.join(",", s.trackers()));
         for (Device d : devices) {
             Map<String, Long> st = d.statistics();

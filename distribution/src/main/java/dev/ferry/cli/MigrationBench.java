@@ -193,7 +193,7 @@ final class MigrationBench implements Callable<Integer> {
                 row.put("transferred", s.transferred());
                 row.put("dirty-sync-count", s.dirtySyncCount());
                 row.put("iterations", s.iterations());
-                row.put("dirty-rate-mib-s", Math.round(s.dirtyPagesRate() * 4096 / 1048576.0 * 10) / 10.0);
+                row.put("dirty-rate-mib-s", Math.round(s.dirtyBytesPerSecond() / (1 << 20) * 10) / 10.0);
                 row.put("throttle", s.throttlePercent());
                 row.put("verified", verified);
                 row.put("cpu-seconds", Math.round((cpuAfter - cpuBefore) / 1e7) / 100.0);
@@ -246,20 +246,20 @@ final class MigrationBench implements Callable<Integer> {
         boolean qemuOk = true;
         for (Map.Entry<String, List<QemuPeer.Result>> e : qemuRuns.entrySet()) {
             List<MigrationStats> f = ferryRuns.get(e.getKey());
-            List<QemuPeer.Result> q = e.getValue();
+            // QEMU's figures count where its migration completed.
+            List<QemuPeer.Result> q = e.getValue().stream().filter(QemuPeer.Result::ok).toList();
             Map<String, Object> c = new LinkedHashMap<>();
             c.put("scenario", e.getKey());
-            c.put("runs", q.size());
-            c.put("qemu-completed", q.stream().filter(QemuPeer.Result::ok).count());
-            double fTotal = median(f.stream().map(x -> (double) x.totalTimeMs()).toList());
-            double qTotal = median(q.stream().filter(QemuPeer.Result::ok).map(x -> (double) x.totalTimeMs()).toList());
-            double fDown = median(f.stream().map(x -> (double) x.downtimeMs()).toList());
-            double qDown = median(q.stream().filter(QemuPeer.Result::ok).map(x -> (double) x.downtimeMs()).toList());
+            c.put("runs", e.getValue().size());
+            c.put("qemu-completed", q.size());
+            double fTotal = median(f, MigrationStats::totalTimeMs);
+            double qTotal = median(q, QemuPeer.Result::totalTimeMs);
+            double fDown = median(f, MigrationStats::downtimeMs);
+            double qDown = median(q, QemuPeer.Result::downtimeMs);
             c.put("ferry-total-time-ms", fTotal);
             c.put("qemu-total-time-ms", qTotal);
-            c.put("ferry-setup-time-ms", median(f.stream().map(x -> (double) x.setupTimeMs()).toList()));
-            c.put("qemu-setup-time-ms", median(q.stream().filter(QemuPeer.Result::ok)
-                    .map(x -> (double) x.setupTimeMs()).toList()));
+            c.put("ferry-setup-time-ms", median(f, MigrationStats::setupTimeMs));
+            c.put("qemu-setup-time-ms", median(q, QemuPeer.Result::setupTimeMs));
             c.put("ferry-downtime-ms", fDown);
             c.put("qemu-downtime-ms", qDown);
             c.put("total-time-ratio", qTotal == 0 ? 0 : Math.round(fTotal / qTotal * 100) / 100.0);
@@ -309,6 +309,10 @@ final class MigrationBench implements Callable<Integer> {
     private static long processCpuNanos() {
         return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
                 .getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    static <T> double median(List<T> runs, java.util.function.ToLongFunction<T> figure) {
+        return median(runs.stream().map(r -> (double) figure.applyAsLong(r)).toList());
     }
 
     static double median(List<Double> values) {

@@ -228,7 +228,7 @@ final class SyncCostBench implements Callable<Integer> {
             return new JavaRun(new Figures(medianUs(measured, Pass::fetchNs), medianUs(measured, Pass::scanNs),
                     medianUs(measured, Pass::clearNs), medianUs(measured, Pass::duringRunNs),
                     medianUs(measured, Pass::totalNs), medianUs(measured, Pass::kernelNs),
-                    median(measured, Pass::pages)), lost);
+                    MigrationBench.median(measured, Pass::pages)), lost);
         }
     }
 
@@ -329,11 +329,7 @@ final class SyncCostBench implements Callable<Integer> {
     }
 
     private static double medianUs(List<Pass> passes, ToLongFunction<Pass> f) {
-        return median(passes, f) / 1e3;
-    }
-
-    private static double median(List<Pass> passes, ToLongFunction<Pass> f) {
-        return MigrationBench.median(passes.stream().map(p -> (double) f.applyAsLong(p)).toList());
+        return MigrationBench.median(passes, f) / 1e3;
     }
 
     /** The probe's summary line: {@code C <mode> mem=..: median io(..)=Xus scan(..)=Xus clear=Xus total=Xus ...}. */

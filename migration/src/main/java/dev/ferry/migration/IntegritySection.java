@@ -34,10 +34,11 @@ final class IntegritySection {
     private static final int MAX_NAMES_BYTES = 64 << 10;
 
     private static final VMStateDescription<IntegritySection> VMSD = VMStateDescription.<IntegritySection>builder(IDSTR)
-            .uint32("blocks", s -> s.digests.length, (s, v) -> s.digests = new long[(int) v])
+            // The counts follow from the arrays: loading them sets nothing.
+            .uint32("blocks", s -> s.digests.length, (s, v) -> { })
             .array("digests", VMStateType.UINT32, Count.from("blocks", MAX_BLOCKS), s -> s.digests,
                     (s, v) -> s.digests = v)
-            .uint32("names-size", s -> s.names.length, (s, v) -> s.names = new byte[(int) v])
+            .uint32("names-size", s -> s.names.length, (s, v) -> { })
             .buffer("names", Count.from("names-size", MAX_NAMES_BYTES), s -> s.names, (s, v) -> s.names = v)
             .build();
 

@@ -103,9 +103,6 @@ public final class Migration {
     private volatile long dirtiedSinceActive;
     /** Whether a whole sync period has been measured; until then the figures are taken since activeStartNanos. */
     private volatile boolean periodMeasured;
-    /** The last period's dirty and send rates in bytes per second, for the message of a migration that did not converge. */
-    private volatile double lastDirtyRate;
-    private volatile double lastSendRate;
 
     /**
      * @param source     the running machine and its trackers
@@ -243,9 +240,7 @@ public final class Migration {
 
     private MigrationStats finish(Consumer<MigrationStats> progress) {
         endNanos = System.nanoTime();
-        if (!periodMeasured) {
-            ratesSinceActive(endNanos);
-        }
+        ratesSinceActive(endNanos);
         MigrationStats s = stats();
         progress.accept(s);
         return s;
@@ -259,7 +254,8 @@ public final class Migration {
             Duration t = params.timeout();
             return "timed out after " + (t.toMillisPart() == 0 ? t.toSeconds() + " s" : t.toMillis() + " ms") + (periodMeasured
                     ? String.format(" without converging: the guest dirtied %.0f MiB/s against %.0f MiB/s sent in the "
-                    + "last second, throttle %d%%", lastDirtyRate / MIB, lastSendRate / MIB, peakThrottle) : "");
+                    + "last second, throttle %d%%", dirtyPagesRate * 4096 / MIB, mbps * 1e6 / 8 / MIB, peakThrottle)
+                    : "");
         }
         String m = e.getMessage();
         return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
@@ -267,10 +263,10 @@ public final class Migration {
 
     /**
      * Before a whole sync period has passed, the figures are those since iterating began (a
-     * migration shorter than a period would otherwise report zeros).
+     * migration shorter than a period would otherwise report zeros); after, the period's stand.
      */
     private void ratesSinceActive(long now) {
-        if (activeStartNanos == 0) {
+        if (periodMeasured || activeStartNanos == 0) {
             return;
         }
         long nanos = Math.max(1, now - activeStartNanos);
@@ -430,8 +426,6 @@ public final class Migration {
                     pagesPerSecond = sentPages * 1_000_000_000L / seconds;
                     mbps = sentBytes * 8e3 / seconds;
                     periodMeasured = true;
-                    lastDirtyRate = periodDirtied * 4096 * 1e9 / seconds;
-                    lastSendRate = sentBytes * 1e9 / seconds;
                     if (params.autoConverge() && syncCount > 2) {
                         if (Convergence.cannotConverge(machine.throttle(), params.throttleMax(), periodDirtied,
                                 sentPages)) {
@@ -440,8 +434,7 @@ public final class Migration {
                                         + "(%d%%) the guest still dirtied %.0f MiB/s, as fast as or faster than the "
                                         + "%.0f MiB/s sent, in %d periods of a second in a row; raise --max-bandwidth "
                                         + "or --downtime-limit, or lower the guest's write rate", machine.throttle(),
-                                        lastDirtyRate / MIB,
-                                        lastSendRate / MIB, nonConverging));
+                                        dirtyPagesRate * 4096 / MIB, mbps * 1e6 / 8 / MIB, nonConverging));
                             }
                         } else {
                             nonConverging = 0;
@@ -480,9 +473,7 @@ public final class Migration {
     /** Tells {@code progress} the figures now; @return when */
     private long report(Consumer<MigrationStats> progress) {
         long now = System.nanoTime();
-        if (!periodMeasured) {
-            ratesSinceActive(now);
-        }
+        ratesSinceActive(now);
         progress.accept(stats());
         return now;
     }

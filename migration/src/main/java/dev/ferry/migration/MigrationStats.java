@@ -33,6 +33,16 @@ public record MigrationStats(MigrationStatus status, String error, long totalTim
                              long pagesPerSecond, double mbps, long iterations, int throttlePercent,
                              List<String> trackers) {
 
+    /** @return what the guest dirtied, in bytes per second ({@code dirtyPagesRate} in bytes) */
+    public double dirtyBytesPerSecond() {
+        return dirtyPagesRate * 4096.0;
+    }
+
+    /** @return what the stream carried, in bytes per second ({@code mbps} in bytes) */
+    public double sentBytesPerSecond() {
+        return mbps * 1e6 / 8;
+    }
+
     /** @return the figures under query-migrate's names */
     public Map<String, Object> toQemuMap() {
         Map<String, Object> ram = new LinkedHashMap<>();

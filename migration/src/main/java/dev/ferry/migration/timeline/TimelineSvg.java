@@ -55,10 +55,10 @@ public final class TimelineSvg {
                 new Panel("remaining", "MiB", List.of(
                         new Series("remaining", "remaining", "#1f77b4", false, s -> s.remaining() / MIB),
                         new Series("fits-downtime-limit", "fits the downtime limit at the current throughput",
-                                "#7f7f7f", true, s -> throughput(s) * limitSeconds / MIB))),
+                                "#7f7f7f", true, s -> s.sentBytesPerSecond() * limitSeconds / MIB))),
                 new Panel("rates", "MiB/s", List.of(
-                        new Series("dirty-rate", "dirty rate", "#d62728", false, s -> s.dirtyPagesRate() * 4096 / MIB),
-                        new Series("throughput", "throughput", "#2ca02c", false, s -> throughput(s) / MIB))),
+                        new Series("dirty-rate", "dirty rate", "#d62728", false, s -> s.dirtyBytesPerSecond() / MIB),
+                        new Series("throughput", "throughput", "#2ca02c", false, s -> s.sentBytesPerSecond() / MIB))),
                 new Panel("throttle", "%", List.of(
                         new Series("throttle", "auto-converge throttle", "#9467bd", false, s -> s.throttlePercent()))));
         long endMs = samples.isEmpty() ? 1 : Math.max(1, samples.getLast().totalTimeMs());
@@ -199,11 +199,6 @@ public final class TimelineSvg {
         return String.format(Locale.ROOT, "%s, total %d ms, setup %d ms, %d passes, %d syncs, %.1f MiB sent, "
                         + "throttle up to %d%%", end, s.totalTimeMs(), s.setupTimeMs(), s.iterations(),
                 s.dirtySyncCount(), s.transferred() / MIB, s.throttlePercent());
-    }
-
-    /** @return bytes per second sent, from the megabits per second QEMU reports */
-    private static double throughput(MigrationStats s) {
-        return s.mbps() * 1e6 / 8;
     }
 
     private static double x(double ms, double xMax) {
