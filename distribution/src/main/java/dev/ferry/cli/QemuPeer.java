@@ -21,9 +21,16 @@ final class QemuPeer {
     /** Where the script is from the project root, where {@code ./ferry} runs. */
     static final String DEFAULT_SCRIPT = "../shared/tools/qemu-peer/qemu-peer.sh";
 
-    /** One QEMU migration's figures, as query-migrate names them. */
+    /**
+     * One QEMU migration's figures, as query-migrate names them, and the CPU-seconds both QEMUs
+     * spent on it ({@link QemuCpu}; NaN where that could not be read).
+     */
     record Result(boolean ok, String status, long totalTimeMs, long setupTimeMs, long downtimeMs, long transferred,
-                  String error) {
+                  String error, double cpuSeconds) {
+
+        Result withCpuSeconds(double seconds) {
+            return new Result(ok, status, totalTimeMs, setupTimeMs, downtimeMs, transferred, error, seconds);
+        }
     }
 
     private final Path script;
@@ -69,10 +76,16 @@ final class QemuPeer {
                 .redirectError(ProcessBuilder.Redirect.DISCARD);
         pb.environment().put("QEMU", qemu);
         Process p = pb.start();
-        // qemu-peer cancels a migration that runs past its --timeout (60 s) by itself.
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        p.waitFor();
-        return parse(out);
+        String out;
+        List<QemuCpu.Sample> cpu;
+        try (QemuCpu.Sampler sampler = new QemuCpu.Sampler(p.toHandle())) {
+            // qemu-peer cancels a migration that runs past its --timeout (60 s) by itself.
+            out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            p.waitFor();
+            cpu = sampler.samples();
+        }
+        Result r = parse(out);
+        return r.ok() ? r.withCpuSeconds(QemuCpu.overMigration(cpu, r.totalTimeMs()).orElse(Double.NaN)) : r;
     }
 
     /** @return the figures of the last JSON line qemu-peer printed */
@@ -89,10 +102,10 @@ final class QemuPeer {
         }
         return new Result(j.path("ok").asBoolean(false), j.path("status").asText("failed"),
                 j.path("total-time").asLong(), j.path("setup-time").asLong(), j.path("downtime").asLong(),
-                j.path("ram").path("transferred").asLong(), j.path("error").asText(""));
+                j.path("ram").path("transferred").asLong(), j.path("error").asText(""), Double.NaN);
     }
 
     private static Result failed(String why) {
-        return new Result(false, "failed", 0, 0, 0, 0, why);
+        return new Result(false, "failed", 0, 0, 0, 0, why, Double.NaN);
     }
 }

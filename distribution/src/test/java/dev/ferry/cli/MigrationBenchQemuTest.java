@@ -43,10 +43,35 @@ class MigrationBenchQemuTest {
         assertEquals(ferryTotal, c.get("ferry-total-time-ms").asDouble());
         assertEquals(Math.round(ferryTotal / 100000 * 100) / 100.0, c.get("total-time-ratio").asDouble());
         assertTrue(c.get("target-met").asBoolean(), "a 64 MiB migration beats 100 s: " + c);
+        // The stand-in runs no QEMU: its CPU is not known, and the target does without it.
+        assertTrue(q.get("cpu-seconds").isNull() && c.get("qemu-cpu-seconds").isNull(), c.toString());
+        assertTrue(c.get("ferry-cpu-seconds").asDouble() > 0, c.toString());
         JsonNode run = o.get("runs").get(0);
         assertTrue(run.get("verified").asBoolean(), run.toString());
         assertTrue(run.get("cpu-seconds").asDouble() > 0, run.toString());
         assertTrue(run.has("iterations") && run.has("dirty-rate-mib-s"), run.toString());
+    }
+
+    /**
+     * QEMU's CPU over the migration, read from the processes under qemu-peer: here two stand-ins
+     * with qemu-peer's arguments, a destination that idles, then burns a core for 0.5 s (its
+     * "migration", the total-time the script reports) and a source that idles.
+     */
+    @Test
+    void qemusCpuIsReadFromItsProcessesOverTheMigration(@TempDir Path dir) throws Exception {
+        Path peer = dir.resolve("qemu-peer.sh");
+        String burn = "e=$(( ${EPOCHREALTIME/./} + 500000 )); while (( ${EPOCHREALTIME/./} < e )); do :; done";
+        Files.writeString(peer, "#!/bin/bash\n"
+                + "bash -c 'sleep 0.8; " + burn + "; sleep 0.4' qemu -incoming defer &\n"
+                + "bash -c 'sleep 1.7; true' qemu -qmp unix:src.qmp &\n"
+                + "wait\n"
+                + "echo '{\"ok\": true, \"status\": \"completed\", \"total-time\": 500, \"setup-time\": 1, "
+                + "\"downtime\": 20, \"ram\": {\"transferred\": 1}}'\n");
+        Files.setPosixFilePermissions(peer, PosixFilePermissions.fromString("rwxr-xr-x"));
+        QemuPeer.Result r = new QemuPeer(peer, "/bin/true").run(64L << 20, 0, false, 0, 300);
+        assertTrue(r.ok(), r.toString());
+        // Up to 0.5 s: the stand-in burns a core for 0.5 s of wall time, less if it waits for one.
+        assertTrue(r.cpuSeconds() >= 0.15 && r.cpuSeconds() <= 0.6, "CPU-seconds " + r.cpuSeconds());
     }
 
     @Test
