@@ -200,7 +200,7 @@ final class MigrateCommand implements Callable<Integer> {
                 Sizes.format(s.total()), s.normal(), s.duplicate());
         long transferMs = s.totalTimeMs() - s.setupTimeMs();
         out.printf("throughput       %.0f MiB/s after setup%n",
-                transferMs <= 0 ? 0.0 : s.transferred() / 1048576.0 / (transferMs / 1000.0));
+                transferMs <= 0 ? 0.0 : s.transferred() / MIB / (transferMs / 1000.0));
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("dirty rate       %.0f MiB/s (the guest), %.0f MiB/s sent%n", s.dirtyBytesPerSecond() / MIB,

@@ -90,6 +90,10 @@ final class MigrationBench implements Callable<Integer> {
     private record Scenario(String name, Pattern pattern, double rate, long maxBandwidth) {
     }
 
+    /** A Ferry run's figures and the CPU-seconds the process spent on it. */
+    private record FerryRun(MigrationStats stats, double cpuSeconds) {
+    }
+
     @Override
     public Integer call() throws Exception {
         if (runs < 1 || runs > 20) {
@@ -106,9 +110,8 @@ final class MigrationBench implements Callable<Integer> {
         }
         List<Map<String, Object>> qemuRows = new ArrayList<>();
         // Per scenario: Ferry's and QEMU's figures, for the medians compared at the end.
-        Map<String, List<MigrationStats>> ferryRuns = new LinkedHashMap<>();
+        Map<String, List<FerryRun>> ferryRuns = new LinkedHashMap<>();
         Map<String, List<QemuPeer.Result>> qemuRuns = new LinkedHashMap<>();
-        Map<String, List<Double>> ferryCpu = new LinkedHashMap<>();
         long gib = 1L << 30;
         List<Scenario> scenarios = List.of(
                 new Scenario("idle, 1 GiB/s", Pattern.IDLE, 0, gib),
@@ -205,8 +208,7 @@ final class MigrationBench implements Callable<Integer> {
                     row.put("baseline-tcp-copy-gib-s", Math.round(baseline * 1000) / 1000.0);
                 }
                 rows.add(row);
-                ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(s);
-                ferryCpu.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(cpuSeconds);
+                ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(new FerryRun(s, cpuSeconds));
                 QemuPeer.Result q = null;
                 if (qemu != null) {
                     err.printf("ferry bench migration: %s, run %d with QEMU...%n", sc.name(), run);
@@ -250,7 +252,7 @@ final class MigrationBench implements Callable<Integer> {
         List<Map<String, Object>> comparison = new ArrayList<>();
         boolean qemuOk = true;
         for (Map.Entry<String, List<QemuPeer.Result>> e : qemuRuns.entrySet()) {
-            List<MigrationStats> f = ferryRuns.get(e.getKey());
+            List<MigrationStats> f = ferryRuns.get(e.getKey()).stream().map(FerryRun::stats).toList();
             // QEMU's figures count where its migration completed.
             List<QemuPeer.Result> q = e.getValue().stream().filter(QemuPeer.Result::ok).toList();
             Map<String, Object> c = new LinkedHashMap<>();
@@ -268,7 +270,7 @@ final class MigrationBench implements Callable<Integer> {
             c.put("ferry-downtime-ms", fDown);
             c.put("qemu-downtime-ms", qDown);
             c.put("total-time-ratio", qTotal == 0 ? 0 : Math.round(fTotal / qTotal * 100) / 100.0);
-            double fCpu = median(ferryCpu.get(e.getKey()));
+            double fCpu = median(ferryRuns.get(e.getKey()).stream().map(FerryRun::cpuSeconds).toList());
             // QEMU's CPU counts where it could be read (qemu-peer's QEMUs, sampled from outside).
             List<Double> qCpus = q.stream().map(QemuPeer.Result::cpuSeconds).filter(d -> !Double.isNaN(d)).toList();
             double qCpu = qCpus.isEmpty() ? Double.NaN : median(qCpus);

@@ -252,9 +252,11 @@ public final class Migration {
         }
         if (timedOut) {
             Duration t = params.timeout();
+            MigrationStats now = stats();
             return "timed out after " + (t.toMillisPart() == 0 ? t.toSeconds() + " s" : t.toMillis() + " ms") + (periodMeasured
                     ? String.format(" without converging: the guest dirtied %.0f MiB/s against %.0f MiB/s sent in the "
-                    + "last second, throttle %d%%", dirtyPagesRate * 4096 / MIB, mbps * 1e6 / 8 / MIB, peakThrottle)
+                    + "last second, throttle %d%%", now.dirtyBytesPerSecond() / MIB, now.sentBytesPerSecond() / MIB,
+                    peakThrottle)
                     : "");
         }
         String m = e.getMessage();
@@ -430,11 +432,13 @@ public final class Migration {
                         if (Convergence.cannotConverge(machine.throttle(), params.throttleMax(), periodDirtied,
                                 sentPages)) {
                             if (++nonConverging >= NON_CONVERGING_PERIODS) {
+                                MigrationStats rates = stats();
                                 throw new MigrationException(String.format("did not converge: at the highest throttle "
                                         + "(%d%%) the guest still dirtied %.0f MiB/s, as fast as or faster than the "
                                         + "%.0f MiB/s sent, in %d periods of a second in a row; raise --max-bandwidth "
                                         + "or --downtime-limit, or lower the guest's write rate", machine.throttle(),
-                                        dirtyPagesRate * 4096 / MIB, mbps * 1e6 / 8 / MIB, nonConverging));
+                                        rates.dirtyBytesPerSecond() / MIB, rates.sentBytesPerSecond() / MIB,
+                                        nonConverging));
                             }
                         } else {
                             nonConverging = 0;
