@@ -1,6 +1,8 @@
 package dev.ferry.cli;
 
+import dev.ferry.machine.HostMemory;
 import dev.ferry.machine.Machine;
+import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.SequentialImage;
 import dev.ferry.migration.Incoming;
@@ -37,6 +39,12 @@ final class IncomingCommand implements Callable<Integer> {
     @Option(names = "--no-prealloc", negatable = false, description = "Do not fault the guest's RAM in before loading.")
     boolean noPrealloc;
 
+    @Option(names = "--mem", paramLabel = "SIZE", converter = MachineOptions.SizeConverter.class,
+            description = "The guest's RAM size, if known (as QEMU's destination is started with -m): the RAM is made "
+                    + "and faulted in while this waits, so the migration does not pay for it; a source guest of "
+                    + "another size is refused. Without it the RAM is made when the stream names the guest.")
+    Long memory;
+
     @Option(names = "--vmstate-load", paramLabel = "MODE", defaultValue = "batched",
             description = "How device state is applied: batched (all devices in one memory transaction) or "
                     + "per-device (a commit per device). Default: ${DEFAULT-VALUE}.")
@@ -53,15 +61,28 @@ final class IncomingCommand implements Callable<Integer> {
         MigrationUri uri = MigrationUri.parse(uriText);
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        Incoming incoming = Bootstrap.create(Ferry.plugins(spec)).incoming(MigrateCommand.totalMemory(), !noPrealloc,
-                deviceLoad());
+        if (memory != null) {
+            if (memory < MachineConfig.RAM_ALIGN || memory % MachineConfig.RAM_ALIGN != 0) {
+                throw new IllegalArgumentException("--mem must be a positive multiple of 2M, got " + Sizes.format(memory));
+            }
+            HostMemory.probe().shortfall(memory).ifPresent(why -> {
+                throw new IllegalArgumentException("--mem " + Sizes.format(memory) + ": the guest needs "
+                        + HostMemory.gib(memory) + " of RAM, but " + why + "; use a smaller --mem");
+            });
+        }
         Channels.Listener listener;
         try {
             listener = Channels.listen(uri);
         } catch (IOException e) {
             throw new IllegalArgumentException(e.getMessage());
         }
-        try (listener) {
+        try (listener; Incoming incoming = Bootstrap.create(Ferry.plugins(spec)).incoming(MigrateCommand.totalMemory(),
+                !noPrealloc, deviceLoad())) {
+            if (memory != null) {
+                incoming.prepareRam(memory);
+                err.printf("ferry incoming: RAM for a guest of %s made%s%n", Sizes.format(memory),
+                        noPrealloc ? "" : ", and being faulted in while this waits");
+            }
             while (true) {
                 if (listener.repeatable()) {
                     err.println("ferry incoming: waiting on " + listener.address());

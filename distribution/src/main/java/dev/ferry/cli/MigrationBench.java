@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.MemoryBackend;
 import dev.ferry.memory.MemfdRamBlock;
 import dev.ferry.machine.workload.Pattern;
 import dev.ferry.machine.workload.Workload;
@@ -38,8 +39,10 @@ import java.util.concurrent.Callable;
         description = {"Migrate a guest with non-zero RAM: idle, and at 100 and 400 MiB/s of random dirtying, with "
                 + "max-bandwidth 1 GiB/s and downtime-limit 300 ms; then idle with no bandwidth limit. Reports total "
                 + "time, downtime and throughput, and checks the targets (downtime at most 10%% over the limit; idle "
-                + "unlimited throughput at least 2 GiB/s). With --against-qemu each run is followed by the same scenario "
-                + "on real QEMU (../shared/tools/qemu-peer), and the medians are compared."})
+                + "unlimited throughput after setup at least 0.9x a plain TCP copy of the same RAM beside it). The "
+                + "destination is started first, as qemu-peer starts QEMU's: its RAM is faulted in before the migration, "
+                + "and that CPU time counts in Ferry's CPU-seconds. With --against-qemu each run is followed by the "
+                + "same scenario on real QEMU (../shared/tools/qemu-peer), and the medians are compared."})
 final class MigrationBench implements Callable<Integer> {
 
     @Option(names = "--mem", paramLabel = "SIZE", defaultValue = "1G", converter = MachineOptions.SizeConverter.class,
@@ -87,6 +90,12 @@ final class MigrationBench implements Callable<Integer> {
     @picocli.CommandLine.Spec
     picocli.CommandLine.Model.CommandSpec spec;
 
+    /** Longest wait for the destination's RAM to be faulted in before a run (1 GiB takes 1–2 s here). */
+    private static final long PREPARE_TIMEOUT_MS = 60_000;
+
+    /** Throughput after setup over a plain TCP copy's, idle and unlimited (issue 14). */
+    private static final double WIRE_RATIO_TARGET = 0.9;
+
     private record Scenario(String name, Pattern pattern, double rate, long maxBandwidth) {
     }
 
@@ -127,6 +136,8 @@ final class MigrationBench implements Callable<Integer> {
         boolean downtimeOk = true;
         List<Double> idleUnlimited = new ArrayList<>();
         List<Double> baselines = new ArrayList<>();
+        // Each idle unlimited run's throughput over the TCP copy measured right after it.
+        List<Double> wireRatios = new ArrayList<>();
         if (!json) {
             out.printf("guest %s RAM, %d vCPU, accelerator %s, trackers %s; downtime-limit %d ms%n",
                     Sizes.format(memory), vcpus, plan.accelerator().name(), plan.trackerNames(), limitMs);
@@ -147,18 +158,23 @@ final class MigrationBench implements Callable<Integer> {
                 Timeline timeline = new Timeline();
                 long cpuBefore;
                 double cpuSeconds;
-                try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                // The destination is started first, as qemu-peer starts QEMU's: its RAM is made and
+                // faulted in while the source guest is built, filled and warmed up.
+                try (Incoming destination = bootstrap.incoming(MigrateCommand.totalMemory(), true,
+                        Incoming.DeviceLoad.BATCHED);
+                     TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                    MemoryBackend destinationRam = destination.prepareRam(memory);
                     fillWithData(source.machine());
                     source.machine().start();
                     Thread.sleep(300);
+                    destinationRam.awaitPreallocation(PREPARE_TIMEOUT_MS);
                     err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
                     // Both ends run in this process: its CPU time is the migration's, source and destination
-                    // (and the guest's vCPUs, whose share an idle guest keeps small).
+                    // (and the guest's vCPUs, whose share an idle guest keeps small), and so is the
+                    // destination's preallocation, done before it.
                     cpuBefore = processCpuNanos();
-                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params,
-                            bootstrap.incoming(MigrateCommand.totalMemory(), true, Incoming.DeviceLoad.BATCHED),
-                            timeline);
-                    cpuSeconds = (processCpuNanos() - cpuBefore) / 1e9;
+                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, destination, timeline);
+                    cpuSeconds = (processCpuNanos() - cpuBefore + destinationRam.preallocationCpuNanos()) / 1e9;
                     s = o.stats();
                     destinationOk = o.destination().isPresent();
                     verified = o.destination().map(Incoming.Result::verified).orElse(false);
@@ -184,6 +200,7 @@ final class MigrationBench implements Callable<Integer> {
                     idleUnlimited.add(throughput);
                     baseline = baseline(memory);
                     baselines.add(baseline);
+                    wireRatios.add(throughput / baseline);
                 }
                 Map<String, Object> row = new LinkedHashMap<>();
                 row.put("scenario", sc.name());
@@ -193,7 +210,7 @@ final class MigrationBench implements Callable<Integer> {
                 row.put("setup-time-ms", s.setupTimeMs());
                 row.put("downtime-ms", s.downtimeMs());
                 row.put("expected-downtime-ms", s.expectedDowntimeMs());
-                row.put("throughput-gib-s", Math.round(throughput * 1000) / 1000.0);
+                row.put("throughput-gib-s", round3(throughput));
                 row.put("transferred", s.transferred());
                 row.put("dirty-sync-count", s.dirtySyncCount());
                 row.put("iterations", s.iterations());
@@ -205,7 +222,7 @@ final class MigrationBench implements Callable<Integer> {
                     row.put("timeline", timelineFile);
                 }
                 if (idleUnlimitedRun) {
-                    row.put("baseline-tcp-copy-gib-s", Math.round(baseline * 1000) / 1000.0);
+                    row.put("baseline-tcp-copy-gib-s", round3(baseline));
                 }
                 rows.add(row);
                 ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(new FerryRun(s, cpuSeconds));
@@ -248,7 +265,8 @@ final class MigrationBench implements Callable<Integer> {
             }
         }
         double idleUnlimitedGiBps = idleUnlimited.stream().mapToDouble(d -> d).max().orElse(0);
-        boolean throughputOk = idleUnlimited.isEmpty() || idleUnlimitedGiBps >= 2.0;
+        double wireRatio = median(wireRatios);
+        boolean throughputOk = idleUnlimited.isEmpty() || wireRatio >= WIRE_RATIO_TARGET;
         List<Map<String, Object>> comparison = new ArrayList<>();
         boolean qemuOk = true;
         for (Map.Entry<String, List<QemuPeer.Result>> e : qemuRuns.entrySet()) {
@@ -270,6 +288,11 @@ final class MigrationBench implements Callable<Integer> {
             c.put("ferry-downtime-ms", fDown);
             c.put("qemu-downtime-ms", qDown);
             c.put("total-time-ratio", qTotal == 0 ? 0 : Math.round(fTotal / qTotal * 100) / 100.0);
+            // Bytes moved over the whole migration's time, as a user waiting for it sees it.
+            c.put("ferry-end-to-end-gib-s", round3(median(f.stream().map(r -> endToEnd(r.transferred(),
+                    r.totalTimeMs())).toList())));
+            c.put("qemu-end-to-end-gib-s", round3(median(q.stream().map(r -> endToEnd(r.transferred(),
+                    r.totalTimeMs())).toList())));
             double fCpu = median(ferryRuns.get(e.getKey()).stream().map(FerryRun::cpuSeconds).toList());
             // QEMU's CPU counts where it could be read (qemu-peer's QEMUs, sampled from outside).
             List<Double> qCpus = q.stream().map(QemuPeer.Result::cpuSeconds).filter(d -> !Double.isNaN(d)).toList();
@@ -289,6 +312,7 @@ final class MigrationBench implements Callable<Integer> {
             o.put("idle-unlimited-throughput-gib-s", idleUnlimitedGiBps);
             o.put("idle-unlimited-throughput-median-gib-s", median(idleUnlimited));
             o.put("baseline-tcp-copy-median-gib-s", median(baselines));
+            o.put("throughput-over-tcp-copy-median", Math.round(wireRatio * 100) / 100.0);
             o.put("throughput-target-met", throughputOk);
             if (qemu != null) {
                 o.put("qemu-runs", qemuRows);
@@ -300,20 +324,22 @@ final class MigrationBench implements Callable<Integer> {
             out.printf("target: downtime <= %d ms (limit + 10%%) in every run: %s%n", limitMs * 11 / 10,
                     downtimeOk ? "met" : "MISSED");
             if (!idleUnlimited.isEmpty()) {
-                out.printf("target: idle unlimited throughput >= 2 GiB/s: best %.2f GiB/s, median %.2f, %s "
-                                + "(plain TCP copy of the same RAM beside it: median %.2f GiB/s)%n", idleUnlimitedGiBps,
-                        median(idleUnlimited), throughputOk ? "met" : "MISSED", median(baselines));
+                out.printf("target: idle unlimited throughput after setup >= %.1fx the plain TCP copy of the same RAM "
+                                + "beside it: median %.2fx (%.2f GiB/s, best %.2f; the copy %.2f GiB/s), %s%n",
+                        WIRE_RATIO_TARGET, wireRatio, median(idleUnlimited), idleUnlimitedGiBps, median(baselines),
+                        throughputOk ? "met" : "MISSED");
             }
         }
         if (!json && qemu != null) {
-            out.printf("%nmedians, Ferry / QEMU:%n%-20s %21s %21s %21s %21s%n", "scenario", "total ms", "setup ms",
-                    "downtime ms", "cpu s");
+            out.printf("%nmedians, Ferry / QEMU:%n%-20s %21s %21s %21s %21s %21s%n", "scenario", "total ms", "setup ms",
+                    "downtime ms", "cpu s", "GiB/s end to end");
             for (Map<String, Object> c : comparison) {
                 Object qCpu = c.get("qemu-cpu-seconds");
-                out.printf("%-20s %9.0f / %-9.0f %9.0f / %-9.0f %9.0f / %-9.0f %9.2f / %-9s %.2fx%n", c.get("scenario"),
-                        c.get("ferry-total-time-ms"), c.get("qemu-total-time-ms"), c.get("ferry-setup-time-ms"),
-                        c.get("qemu-setup-time-ms"), c.get("ferry-downtime-ms"), c.get("qemu-downtime-ms"),
-                        c.get("ferry-cpu-seconds"), qCpu == null ? "?" : qCpu, c.get("total-time-ratio"));
+                out.printf("%-20s %9.0f / %-9.0f %9.0f / %-9.0f %9.0f / %-9.0f %9.2f / %-9s %9.2f / %-9.2f %.2fx%n",
+                        c.get("scenario"), c.get("ferry-total-time-ms"), c.get("qemu-total-time-ms"),
+                        c.get("ferry-setup-time-ms"), c.get("qemu-setup-time-ms"), c.get("ferry-downtime-ms"),
+                        c.get("qemu-downtime-ms"), c.get("ferry-cpu-seconds"), qCpu == null ? "?" : qCpu,
+                        c.get("ferry-end-to-end-gib-s"), c.get("qemu-end-to-end-gib-s"), c.get("total-time-ratio"));
             }
             out.printf("target: total time at most QEMU's, downtime at most QEMU's or the limit, CPU-seconds at most "
                     + "QEMU's where read (medians): %s%n", qemuOk ? "met" : "MISSED");
@@ -324,6 +350,14 @@ final class MigrationBench implements Callable<Integer> {
     private static long processCpuNanos() {
         return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
                 .getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    private static double endToEnd(long transferred, long totalTimeMs) {
+        return totalTimeMs <= 0 ? 0 : transferred / (double) (1L << 30) / (totalTimeMs / 1000.0);
+    }
+
+    private static double round3(double v) {
+        return Math.round(v * 1000) / 1000.0;
     }
 
     static <T> double median(List<T> runs, java.util.function.ToLongFunction<T> figure) {

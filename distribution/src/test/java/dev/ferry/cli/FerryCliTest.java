@@ -97,6 +97,8 @@ class FerryCliTest {
         assertTrue(msg.contains("--vmstate-load must be batched or per-device, got 'lazy'"), msg);
         msg = usageError(ferry("incoming", "--vmstate-load", "lazy", "tcp:127.0.0.1:0"));
         assertTrue(msg.contains("--vmstate-load"), msg);
+        msg = usageError(ferry("incoming", "--mem", "3M", "tcp:127.0.0.1:0"));
+        assertTrue(msg.endsWith("--mem must be a positive multiple of 2M, got 3 MiB"), msg);
     }
 
     @Test
@@ -108,6 +110,53 @@ class FerryCliTest {
             assertTrue(r.err().contains("cannot open " + to), r.err());
             assertFalse(r.err().contains("Exception"), r.err());
         }
+    }
+
+    /** {@code ferry incoming} run on a thread of its own, and the address it waits on. */
+    private record Destination(java.util.concurrent.CompletableFuture<Run> run, String address) {
+        static Destination start(String... args) throws InterruptedException {
+            StringWriter out = new StringWriter();
+            StringWriter err = new StringWriter();
+            java.util.concurrent.CompletableFuture<Run> run = new java.util.concurrent.CompletableFuture<>();
+            Thread.ofPlatform().daemon().start(() -> run.complete(new Run(Ferry.execute(args,
+                    new PrintWriter(out, true), new PrintWriter(err, true)), out.toString(), err.toString())));
+            java.util.regex.Pattern waiting = java.util.regex.Pattern.compile("waiting on (tcp:\\S+)");
+            for (int i = 0; i < 3000 && !run.isDone(); i++) {
+                java.util.regex.Matcher m = waiting.matcher(err.toString());
+                if (m.find()) {
+                    return new Destination(run, m.group(1));
+                }
+                Thread.sleep(10);
+            }
+            throw new AssertionError("ferry incoming did not start waiting: " + err);
+        }
+
+        Run result() throws Exception {
+            return run.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        }
+    }
+
+    @Test
+    void aDestinationStartedForItsGuestsSizeTakesOnlyThatSize() throws Exception {
+        // Started for 16 MiB, as QEMU's destination with -m: its RAM is made while it waits.
+        Destination d = Destination.start("incoming", "tcp:127.0.0.1:0", "--mem", "16M", "--once", "--run", "0");
+        Run source = ferry("migrate", "--mem", "32M", "--no-prealloc", "--to", d.address());
+        assertEquals(1, source.status(), source.err());
+        Run dst = d.result();
+        assertEquals(1, dst.status(), dst.err());
+        String why = "the source guest has 32 MiB of RAM, and this destination was started for a guest of 16 MiB "
+                + "(incoming --mem): give it the source's size, or leave --mem out";
+        assertTrue(source.err().contains(why), source.err());
+        assertTrue(dst.err().contains("RAM for a guest of 16 MiB made, and being faulted in while this waits"), dst.err());
+        assertTrue(dst.err().contains("rejected: ") && dst.err().contains(why), dst.err());
+        assertFalse(source.err().contains("Exception") || dst.err().contains("Exception"), source.err() + dst.err());
+
+        d = Destination.start("incoming", "tcp:127.0.0.1:0", "--mem", "16M", "--once", "--run", "0");
+        source = ferry("migrate", "--mem", "16M", "--no-prealloc", "--to", d.address(), "--json");
+        assertEquals(0, source.status(), source.err());
+        dst = d.result();
+        assertEquals(0, dst.status(), dst.err());
+        assertTrue(dst.out().contains("verified: the source confirmed the digests"), dst.out());
     }
 
     @Test
@@ -143,6 +192,7 @@ class FerryCliTest {
                 {"migrate", "--mem", tooBig},
                 {"migrate", "--mem", tooBig, "--no-prealloc", "--to", "file:/tmp/never-written.bin"},
                 {"dirtyrate", "--mem", tooBig, "--no-prealloc"},
+                {"incoming", "--mem", tooBig, "tcp:127.0.0.1:0"},
                 {"audit", "--trackers", "soft", "--mem", tooBig}}) {
             String msg = usageError(ferry(line));
             assertTrue(msg.contains("--mem ") && msg.contains("available") && msg.contains("use a smaller --mem"),

@@ -50,6 +50,13 @@ class MigrationBenchQemuTest {
         assertTrue(run.get("verified").asBoolean(), run.toString());
         assertTrue(run.get("cpu-seconds").asDouble() > 0, run.toString());
         assertTrue(run.has("iterations") && run.has("dirty-rate-mib-s"), run.toString());
+        // End to end: bytes over the whole time, each side's own (64 MiB in 100 s for the stand-in).
+        assertEquals(0.001, c.get("qemu-end-to-end-gib-s").asDouble(), c.toString());
+        assertEquals(Math.round(run.get("transferred").asDouble() / (1L << 30) / (ferryTotal / 1000) * 1000) / 1000.0,
+                c.get("ferry-end-to-end-gib-s").asDouble(), c.toString());
+        // After setup, over the plain TCP copy measured right after the run.
+        assertEquals(Math.round(run.get("throughput-gib-s").asDouble() / run.get("baseline-tcp-copy-gib-s").asDouble()
+                * 100) / 100.0, o.get("throughput-over-tcp-copy-median").asDouble(), 0.011, o.toString());
     }
 
     /**

@@ -1,6 +1,5 @@
 package dev.ferry.machine;
 
-import com.google.common.util.concurrent.Uninterruptibles;
 import dev.ferry.api.Device;
 import dev.ferry.api.GuestRange;
 import dev.ferry.api.MachineContext;
@@ -54,10 +53,7 @@ public final class Machine implements AutoCloseable {
     private boolean closed;
     /** Whether the devices were told to start: the machine runs (started and not paused). */
     private boolean running;
-    /** Bytes the background preallocation faults in at a time: a few milliseconds' work. */
-    static final long PREALLOCATION_CHUNK = 16L << 20;
-    private Thread preallocation;
-    private volatile boolean stopPreallocation;
+    private final MemoryBackend backend;
     private final List<Device> devices = new ArrayList<>();
     /** Next free byte of the device memory at the top of RAM. */
     private long deviceMemoryNext;
@@ -66,12 +62,13 @@ public final class Machine implements AutoCloseable {
     /** Next free guest-physical address for a BAR: above RAM, as firmware places 64-bit BARs. */
     private long nextBar;
 
-    private Machine(MachineConfig requested, Accelerator accelerator) {
-        this.config = reserve(requested, accelerator.reservedRamBytes());
+    private Machine(MachineConfig requested, Accelerator accelerator, MemoryBackend backend) {
         this.accelerator = accelerator;
+        this.backend = backend;
         this.memory = new MemorySystem();
         try {
-            this.ram = memory.allocateRam(RAM_NAME, config.ramSize());
+            this.config = reserve(requested, accelerator.reservedRamBytes());
+            this.ram = memory.addRam(backend.take());
             if (config.preallocate()) {
                 ram.preallocate();
             }
@@ -92,6 +89,7 @@ public final class Machine implements AutoCloseable {
             this.nextBar = Math.max(BAR_BASE, Math.ceilDiv(config.ramSize(), BAR_BASE) * BAR_BASE);
         } catch (RuntimeException e) {
             accelerator.close();
+            backend.close();
             memory.close();
             throw e;
         }
@@ -138,9 +136,30 @@ public final class Machine implements AutoCloseable {
      *                                  is allocated, with or without preallocation
      */
     public static Machine create(MachineConfig config, AcceleratorProvider provider) {
-        HostMemory.require(config.ramSize());
-        Accelerator accelerator = provider.create(config.acceleratorProperties());
-        return new Machine(config, accelerator);
+        return create(config, provider, MemoryBackend.memfd(config.ramSize()));
+    }
+
+    /**
+     * Builds a machine whose RAM is {@code backend}, made beforehand (and perhaps faulted in
+     * already, or still being faulted in); the machine owns it from here on and closes it,
+     * also when it cannot be built.
+     *
+     * @throws IllegalArgumentException for a bad configuration or accelerator property, or a
+     *                                  backend whose size is not the configuration's RAM size
+     */
+    public static Machine create(MachineConfig config, AcceleratorProvider provider, MemoryBackend backend) {
+        Accelerator accelerator;
+        try {
+            if (backend.size() != config.ramSize()) {
+                throw new IllegalArgumentException("a memory backend of " + backend.size()
+                        + " bytes for a guest of " + config.ramSize());
+            }
+            accelerator = provider.create(config.acceleratorProperties());
+        } catch (RuntimeException e) {
+            backend.close();
+            throw e;
+        }
+        return new Machine(config, accelerator, backend);
     }
 
     /** @return how it was built */
@@ -447,34 +466,19 @@ public final class Machine implements AutoCloseable {
     }
 
     /**
-     * Faults guest RAM in on a thread of its own, from the top down in chunks of
-     * {@value #PREALLOCATION_CHUNK} bytes, so that a destination has its RAM preallocated without
-     * waiting for it: the incoming loader, which fills RAM from the bottom, meets it half way and
-     * each page is faulted in once, by one of the two. QEMU's destination faults its RAM in as the
-     * pages arrive; Ferry's guest then also finds the pages no migration wrote already there.
-     * {@link #close()} stops it. A host that cannot provide the memory fails it quietly: pages
-     * are then faulted in as they are written, as without preallocation.
+     * Faults guest RAM in on a thread of its own ({@link MemoryBackend#preallocateInBackground()}),
+     * so that a destination has its RAM preallocated without waiting for it: the incoming
+     * loader, which fills RAM from the bottom, meets it half way. QEMU's destination faults its
+     * RAM in as the pages arrive; Ferry's guest then also finds the pages no migration wrote
+     * already there. {@link #close()} stops it.
      */
-    public synchronized void preallocateInBackground() {
-        if (closed || preallocation != null) {
-            return;
-        }
-        preallocation = Thread.ofPlatform().name("prealloc").daemon(true).start(() -> {
-            try {
-                for (long end = ram.size(); end > 0 && !stopPreallocation; end -= PREALLOCATION_CHUNK) {
-                    long start = Math.max(0, end - PREALLOCATION_CHUNK);
-                    ram.preallocate(start, end - start);
-                }
-            } catch (RuntimeException hostOutOfMemory) {
-                // Left to demand faults; Machine.create already checked the host holds the guest.
-            }
-        });
+    public void preallocateInBackground() {
+        backend.preallocateInBackground();
     }
 
     /** @return whether RAM is still being faulted in behind the guest's back */
     public boolean preallocating() {
-        Thread t = preallocation;
-        return t != null && t.isAlive();
+        return backend.preallocating();
     }
 
     /** Stops the vCPUs for good and releases the accelerator and memory. */
@@ -485,10 +489,7 @@ public final class Machine implements AutoCloseable {
         }
         closed = true;
         // Like the vCPU threads below, the preallocation thread must be gone before RAM is unmapped.
-        stopPreallocation = true;
-        if (preallocation != null) {
-            Uninterruptibles.joinUninterruptibly(preallocation);
-        }
+        backend.close();
         runState.shutdown();
         kickAll();
         // Every vCPU thread must be gone before guest RAM is unmapped below, even if this thread

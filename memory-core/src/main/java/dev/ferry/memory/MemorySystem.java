@@ -43,14 +43,33 @@ public final class MemorySystem implements AutoCloseable {
     public MemfdRamBlock allocateRam(String name, long size) {
         lock.lock();
         try {
-            if (ramBlocks.containsKey(name)) {
-                throw new IllegalArgumentException("a RAM block named " + name + " exists already");
-            }
-            MemfdRamBlock block = MemfdRamBlock.allocate(name, size);
-            ramBlocks.put(name, block);
+            requireFreeName(name);
+            return addRam(MemfdRamBlock.allocate(name, size));
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Registers a RAM block allocated beforehand (a memory backend made before its machine);
+     * from here on this memory system owns it and closes it.
+     *
+     * @throws IllegalArgumentException if its name is taken
+     */
+    public MemfdRamBlock addRam(MemfdRamBlock block) {
+        lock.lock();
+        try {
+            requireFreeName(block.name());
+            ramBlocks.put(block.name(), block);
             return block;
         } finally {
             lock.unlock();
+        }
+    }
+
+    private void requireFreeName(String name) {
+        if (ramBlocks.containsKey(name)) {
+            throw new IllegalArgumentException("a RAM block named " + name + " exists already");
         }
     }
 

@@ -6,6 +6,8 @@ import dev.ferry.api.DeviceProvider;
 import dev.ferry.api.Options;
 import dev.ferry.machine.AcceleratorProvider;
 import dev.ferry.machine.Machine;
+import dev.ferry.machine.MachineConfig;
+import dev.ferry.machine.MemoryBackend;
 import dev.ferry.memory.MemorySystem;
 import dev.ferry.migration.bootstrap.Bootstrap;
 import dev.ferry.migration.bootstrap.DeviceRequest;
@@ -40,8 +42,13 @@ import java.util.Optional;
  * address space see the topology loaded so far ({@link dev.ferry.memory.AddressSpace#read}).
  * {@link DeviceLoad#PER_DEVICE} applies each device in a transaction of its own instead, for
  * comparison: a commit per device, as QEMU does.
+ *
+ * <p>A destination told its guest's RAM size beforehand ({@link #prepareRam}) allocates that RAM
+ * and faults it in while it waits, as QEMU's destination started with {@code -m} and
+ * {@code -mem-prealloc}: the migration then writes into memory that is already there. Otherwise
+ * the RAM is made when the stream names the machine, and faulted in behind the loader.
  */
-public final class Incoming {
+public final class Incoming implements AutoCloseable {
 
     /** Longest configuration name accepted: the machine and up to a few hundred devices. */
     private static final int MAX_CONFIGURATION = 64 << 10;
@@ -95,6 +102,10 @@ public final class Incoming {
     private final long maxRamBytes;
     private final boolean preallocate;
     private final DeviceLoad deviceLoad;
+    /** The RAM size {@link #prepareRam} was told; 0 if it was not. */
+    private long preparedSize;
+    /** RAM made for the next stream, until a machine takes it. */
+    private MemoryBackend prepared;
 
     /**
      * @param accelerators the accelerators this host has, by name
@@ -111,6 +122,66 @@ public final class Incoming {
         this.maxRamBytes = maxRamBytes;
         this.preallocate = preallocate;
         this.deviceLoad = deviceLoad;
+    }
+
+    /**
+     * Makes the RAM of a guest of {@code ramSize} bytes now, and with preallocation faults it in
+     * on a thread of its own while this destination waits for the source. From here on a stream
+     * for a guest of another size is refused; after a failed attempt the RAM is made again for
+     * the next. {@link #close()} frees what no stream took.
+     *
+     * @return the RAM made, for waiting on its preallocation and reading its cost; this
+     *         destination keeps owning it
+     * @throws IllegalArgumentException if the host cannot hold it, or RAM was prepared already
+     */
+    public synchronized MemoryBackend prepareRam(long ramSize) {
+        if (preparedSize != 0) {
+            throw new IllegalArgumentException("RAM was prepared already, for a guest of " + preparedSize + " bytes");
+        }
+        if (ramSize > maxRamBytes) {
+            throw new IllegalArgumentException("a guest of " + ramSize + " bytes is more than this destination accepts ("
+                    + maxRamBytes + ")");
+        }
+        prepared = makeRam(ramSize);
+        preparedSize = ramSize;
+        return prepared;
+    }
+
+    private MemoryBackend makeRam(long ramSize) {
+        MemoryBackend backend = MemoryBackend.memfd(ramSize);
+        return preallocate ? backend.preallocateInBackground() : backend;
+    }
+
+    /** @return whether RAM made beforehand ({@link #prepareRam}) waits for the next stream */
+    public synchronized boolean ramPrepared() {
+        return prepared != null;
+    }
+
+    /** The RAM prepared for this stream, if any; the machine built on it owns it. */
+    private synchronized MemoryBackend takePrepared() {
+        MemoryBackend b = prepared;
+        prepared = null;
+        return b;
+    }
+
+    /** After a failed attempt: RAM again for the next, if this destination was told its size. */
+    private synchronized void prepareAgain() {
+        if (preparedSize != 0 && prepared == null) {
+            try {
+                prepared = makeRam(preparedSize);
+            } catch (RuntimeException hostShort) {
+                // The next stream's machine then makes its own, and says why if it cannot.
+            }
+        }
+    }
+
+    /** Frees RAM prepared for a stream that never came. */
+    @Override
+    public synchronized void close() {
+        if (prepared != null) {
+            prepared.close();
+            prepared = null;
+        }
     }
 
     /**
@@ -303,6 +374,7 @@ public final class Incoming {
             if (machine != null) {
                 machine.close();
             }
+            prepareAgain();
             if (e instanceof RuntimeException r && !(e instanceof IllegalArgumentException)) {
                 throw new IOException(r.getMessage(), r);
             }
@@ -322,6 +394,12 @@ public final class Incoming {
             desc = MachineDescription.decode(name);
         } catch (IllegalArgumentException e) {
             throw new StreamException(at, e.getMessage());
+        }
+        long preparedFor = preparedSize();
+        if (preparedFor != 0 && desc.config().ramSize() != preparedFor) {
+            throw new StreamException(at, "the source guest has " + (desc.config().ramSize() >> 20) + " MiB of RAM, "
+                    + "and this destination was started for a guest of " + (preparedFor >> 20) + " MiB (incoming "
+                    + "--mem): give it the source's size, or leave --mem out");
         }
         if (desc.config().ramSize() > maxRamBytes) {
             throw new StreamException(at, "the source guest has " + desc.config().ramSize()
@@ -358,9 +436,12 @@ public final class Incoming {
         }
         Machine machine;
         try {
-            // Refuses, among bad configurations, a guest bigger than this host can hold.
-            // Preallocation, if asked for, starts once the source has heard READY.
-            machine = Machine.create(desc.config().withPreallocate(false), accel);
+            // Refuses, among bad configurations, a guest bigger than this host can hold. RAM made
+            // beforehand is faulted in already (or on its way); otherwise preallocation, if asked
+            // for, starts once the source has heard READY.
+            MemoryBackend backend = takePrepared();
+            MachineConfig config = desc.config().withPreallocate(false);
+            machine = backend == null ? Machine.create(config, accel) : Machine.create(config, accel, backend);
         } catch (IllegalArgumentException e) {
             throw new StreamException(at, "the source's machine cannot be built here: " + e.getMessage());
         }
@@ -371,6 +452,10 @@ public final class Incoming {
             throw new StreamException(at, e.getMessage());
         }
         return machine;
+    }
+
+    private synchronized long preparedSize() {
+        return preparedSize;
     }
 
     /** The vCPUs and devices by section, named and numbered as the source numbered them. */

@@ -27,9 +27,10 @@
  * <h2>The return path (destination to source)</h2>
  * Framed as QEMU's: {@code be16 type}, {@code be16 length}, payload.
  * <ul>
- * <li>READY ({@code 0x7f03}): the configuration was accepted and the machine exists, RAM
- *     preallocated. The source sends no page before it, so building the destination counts as
- *     setup, never as downtime.</li>
+ * <li>READY ({@code 0x7f03}): the configuration was accepted and the machine exists, its RAM
+ *     allocated: faulted in already where the destination knew the guest's size beforehand,
+ *     otherwise being faulted in behind the loader. The source sends no page before it, so
+ *     building the destination counts as setup, never as downtime.</li>
  * <li>DIGESTS ({@code 0x7f01}): per RAM block a one-byte-length name and a {@code be32} digest
  *     (see {@link dev.ferry.migration.ram.RamDigest}), sent as soon as the guest runs on the
  *     destination; its arrival ends the downtime the source reports.</li>

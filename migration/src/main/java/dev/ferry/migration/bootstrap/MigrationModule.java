@@ -53,6 +53,7 @@ public final class MigrationModule extends AbstractModule {
     @Provides
     @Singleton
     MigrationTarget target(MigrationSettings s, Provider<Incoming> incoming) {
-        return s.target().map(MigrationTarget::at).orElseGet(() -> MigrationTarget.inProcess(incoming::get));
+        return s.target().map(MigrationTarget::at)
+                .orElseGet(() -> MigrationTarget.inProcess(incoming::get, s.machine().ramSize()));
     }
 }

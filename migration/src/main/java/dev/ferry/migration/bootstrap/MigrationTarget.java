@@ -46,23 +46,37 @@ public interface MigrationTarget {
         void close() throws IOException;
     }
 
-    /** A destination in this process over loopback TCP, built by {@code incoming}. */
-    static MigrationTarget inProcess(Supplier<Incoming> incoming) {
-        return () -> new Session() {
-            @Override
-            public String description() {
-                return "a destination in this process, over loopback TCP";
+    /**
+     * A destination in this process over loopback TCP, built by {@code incoming}. Opening it
+     * prepares the RAM of a guest of {@code ramSize} bytes there ({@link Incoming#prepareRam}),
+     * faulted in while the source guest is built and warms up, as a destination started first.
+     */
+    static MigrationTarget inProcess(Supplier<Incoming> incoming, long ramSize) {
+        return () -> {
+            Incoming destination = incoming.get();
+            try {
+                destination.prepareRam(ramSize);
+            } catch (IllegalArgumentException e) {
+                destination.close();
+                throw new IOException("the destination in this process cannot hold the guest: " + e.getMessage(), e);
             }
+            return new Session() {
+                @Override
+                public String description() {
+                    return "a destination in this process, over loopback TCP";
+                }
 
-            @Override
-            public LoopbackMigration.Outcome migrate(TrackedMachine source, MigrationParameters params,
-                                                     Consumer<MigrationStats> progress) throws IOException {
-                return LoopbackMigration.run(source, params, incoming.get(), progress);
-            }
+                @Override
+                public LoopbackMigration.Outcome migrate(TrackedMachine source, MigrationParameters params,
+                                                         Consumer<MigrationStats> progress) throws IOException {
+                    return LoopbackMigration.run(source, params, destination, progress);
+                }
 
-            @Override
-            public void close() {
-            }
+                @Override
+                public void close() {
+                    destination.close();
+                }
+            };
         };
     }
 

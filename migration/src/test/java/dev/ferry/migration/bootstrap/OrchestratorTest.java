@@ -83,7 +83,7 @@ class OrchestratorTest {
                 bind(MigrationTarget.class).toInstance(() -> {
                     opened.incrementAndGet();
                     return MigrationTarget.inProcess(() -> Bootstrap.create().incoming(RAM, false,
-                            Incoming.DeviceLoad.BATCHED)).open();
+                            Incoming.DeviceLoad.BATCHED), RAM).open();
                 });
             }
         });
