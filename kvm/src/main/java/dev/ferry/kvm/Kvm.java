@@ -54,10 +54,6 @@ public final class Kvm implements AutoCloseable {
     }
 
     /**
-     * Whether real KVM works on this host: /dev/kvm opens, speaks API version 12 and can create a
-     * VM. Never throws; an unavailable answer says what to do about it.
-     */
-    /**
      * Whether this host's KVM is PVM (module {@code kvm_pvm}, "pagetable-based virtual machine"):
      * KVM without hardware virtualization, found on nested cloud hosts. It runs a guest that is
      * not PVM-enlightened, such as Ferry's, by emulating its instructions (measured on such a
@@ -71,6 +67,10 @@ public final class Kvm implements AutoCloseable {
                 && !Files.isDirectory(modules.resolve("kvm_amd"));
     }
 
+    /**
+     * Whether real KVM works on this host: /dev/kvm opens, speaks API version 12 and can create a
+     * VM. Never throws; an unavailable answer says what to do about it.
+     */
     public static Availability probe() {
         try (Kvm kvm = open()) {
             kvm.createVm().close(); // some hosts open /dev/kvm but refuse VMs (nested virtualization off)

@@ -38,8 +38,8 @@ class PreparedRamTest {
 
     @Test
     void aRunningGuestMigratesIntoRamMadeBeforehand() throws Exception {
-        try (Incoming incoming = preallocatingDestination();
-             TrackedMachine src = TestSupport.guest(16 * MIB, 2, TestSupport.workload(Pattern.RANDOM, 20, 3))) {
+        Incoming incoming = preallocatingDestination();
+        try (TrackedMachine src = TestSupport.guest(16 * MIB, 2, TestSupport.workload(Pattern.RANDOM, 20, 3))) {
             MemoryBackend ram = incoming.prepareRam(16 * MIB);
             assertTrue(ram.awaitPreallocation(30_000), "16 MiB faulted in while waiting");
             src.machine().start();
@@ -55,6 +55,8 @@ class PreparedRamTest {
                 Thread.sleep(200);
                 assertTrue(dst.pagesWritten() > written, "the guest runs at the destination");
             }
+        } finally {
+            incoming.close();
         }
     }
 
