@@ -1,6 +1,5 @@
 package dev.ferry.cli;
 
-import dev.ferry.machine.HostMemory;
 import dev.ferry.machine.Machine;
 import dev.ferry.machine.MachineConfig;
 import dev.ferry.machine.workload.Pattern;
@@ -65,10 +64,7 @@ final class IncomingCommand implements Callable<Integer> {
             if (memory < MachineConfig.RAM_ALIGN || memory % MachineConfig.RAM_ALIGN != 0) {
                 throw new IllegalArgumentException("--mem must be a positive multiple of 2M, got " + Sizes.format(memory));
             }
-            HostMemory.probe().shortfall(memory).ifPresent(why -> {
-                throw new IllegalArgumentException("--mem " + Sizes.format(memory) + ": the guest needs "
-                        + HostMemory.gib(memory) + " of RAM, but " + why + "; use a smaller --mem");
-            });
+            MachineOptions.requireHostMemory(memory, 1, "the guest");
         }
         Channels.Listener listener;
         try {

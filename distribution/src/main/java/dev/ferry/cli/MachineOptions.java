@@ -98,10 +98,16 @@ final class MachineOptions {
      * @param what   who needs them, e.g. "the guest and its destination in this process"
      */
     void requireHostMemory(int copies, String what) {
+        requireHostMemory(memory, copies, what);
+    }
+
+    /** As {@link #requireHostMemory(int, String)}, for a command whose --mem is its own option. */
+    static void requireHostMemory(long memory, int copies, String what) {
         long need = memory > Long.MAX_VALUE / copies ? Long.MAX_VALUE : memory * copies;
         HostMemory.probe().shortfall(need).ifPresent(why -> {
-            throw new IllegalArgumentException("--mem " + Sizes.format(memory) + ": " + what + " need "
-                    + HostMemory.gib(need) + " of RAM, but " + why + "; use a smaller --mem");
+            throw new IllegalArgumentException("--mem " + Sizes.format(memory) + ": " + what
+                    + (copies == 1 ? " needs " : " need ") + HostMemory.gib(need) + " of RAM, but " + why
+                    + "; use a smaller --mem");
         });
     }
 

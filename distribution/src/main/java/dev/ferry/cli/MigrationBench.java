@@ -156,29 +156,29 @@ final class MigrationBench implements Callable<Integer> {
                 boolean destinationOk;
                 boolean verified;
                 Timeline timeline = new Timeline();
-                long cpuBefore;
                 double cpuSeconds;
                 // The destination is started first, as qemu-peer starts QEMU's: its RAM is made and
                 // faulted in while the source guest is built, filled and warmed up.
                 try (Incoming destination = bootstrap.incoming(MigrateCommand.totalMemory(), true,
-                        Incoming.DeviceLoad.BATCHED);
-                     TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                        Incoming.DeviceLoad.BATCHED)) {
                     MemoryBackend destinationRam = destination.prepareRam(memory);
-                    fillWithData(source.machine());
-                    source.machine().start();
-                    Thread.sleep(300);
-                    destinationRam.awaitPreallocation(PREPARE_TIMEOUT_MS);
-                    err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
-                    // Both ends run in this process: its CPU time is the migration's, source and destination
-                    // (and the guest's vCPUs, whose share an idle guest keeps small), and so is the
-                    // destination's preallocation, done before it.
-                    cpuBefore = processCpuNanos();
-                    LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, destination, timeline);
-                    cpuSeconds = (processCpuNanos() - cpuBefore + destinationRam.preallocationCpuNanos()) / 1e9;
-                    s = o.stats();
-                    destinationOk = o.destination().isPresent();
-                    verified = o.destination().map(Incoming.Result::verified).orElse(false);
-                    o.destination().ifPresent(d -> d.machine().close());
+                    try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                        fillWithData(source.machine());
+                        source.machine().start();
+                        Thread.sleep(300);
+                        destinationRam.awaitPreallocation(PREPARE_TIMEOUT_MS);
+                        err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
+                        // Both ends run in this process: its CPU time is the migration's, source and destination
+                        // (and the guest's vCPUs, whose share an idle guest keeps small), and so is the
+                        // destination's preallocation, done before it.
+                        long cpuBefore = processCpuNanos();
+                        LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, destination, timeline);
+                        cpuSeconds = (processCpuNanos() - cpuBefore + destinationRam.preallocationCpuNanos()) / 1e9;
+                        s = o.stats();
+                        destinationOk = o.destination().isPresent();
+                        verified = o.destination().map(Incoming.Result::verified).orElse(false);
+                        o.destination().ifPresent(d -> d.machine().close());
+                    }
                 }
                 String timelineFile = null;
                 if (timelineDir != null) {
@@ -190,8 +190,7 @@ final class MigrationBench implements Callable<Integer> {
                 }
                 // Throughput while transferring: from the end of setup (which builds the destination
                 // machine and times the digests) to completion.
-                double seconds = (s.totalTimeMs() - s.setupTimeMs()) / 1000.0;
-                double throughput = seconds <= 0 ? 0 : s.transferred() / (double) gib / seconds;
+                double throughput = s.bytesPerSecondAfterSetup() / gib;
                 boolean ok = s.status() == MigrationStatus.COMPLETED && destinationOk;
                 downtimeOk &= ok && s.downtimeMs() <= limitMs * 1.1;
                 boolean idleUnlimitedRun = sc.maxBandwidth() == 0 && sc.pattern() == Pattern.IDLE;

@@ -24,7 +24,7 @@ public final class MemoryBackend implements AutoCloseable {
     static final long PREALLOCATION_CHUNK = 16L << 20;
 
     private final MemfdRamBlock block;
-    private Thread preallocation;
+    private volatile Thread preallocation;
     private volatile boolean stopPreallocation;
     private volatile long preallocationCpuNanos;
     private boolean owned;
@@ -88,10 +88,7 @@ public final class MemoryBackend implements AutoCloseable {
      * @return whether it is (or preallocation never started)
      */
     public boolean awaitPreallocation(long timeoutMs) {
-        Thread t;
-        synchronized (this) {
-            t = preallocation;
-        }
+        Thread t = preallocation;
         if (t != null) {
             Uninterruptibles.joinUninterruptibly(t, timeoutMs, TimeUnit.MILLISECONDS);
         }

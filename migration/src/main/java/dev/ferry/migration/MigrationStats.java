@@ -43,6 +43,15 @@ public record MigrationStats(MigrationStatus status, String error, long totalTim
         return mbps * 1e6 / 8;
     }
 
+    /**
+     * @return bytes sent per second from the end of setup to now (or the end), as QEMU's final
+     *         mbps ({@code migration_calculate_complete}); 0 before any time has passed
+     */
+    public double bytesPerSecondAfterSetup() {
+        long ms = totalTimeMs - setupTimeMs;
+        return ms <= 0 ? 0 : transferred * 1000.0 / ms;
+    }
+
     /** @return the figures under query-migrate's names */
     public Map<String, Object> toQemuMap() {
         Map<String, Object> ram = new LinkedHashMap<>();

@@ -25,8 +25,8 @@ final class ReturnPath {
 
     /**
      * The destination has built the machine the configuration names (its RAM allocated, and
-     * faulted in or being faulted in) and is ready for pages. The source waits for it before it starts sending,
-     * so that preparing the destination counts as setup, never as downtime.
+     * faulted in or being faulted in) and is ready for pages. The source waits for it before it
+     * starts sending, so that preparing the destination counts as setup, never as downtime.
      */
     static final int READY = 0x7f03;
 
