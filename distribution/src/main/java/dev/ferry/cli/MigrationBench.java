@@ -61,6 +61,13 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--runs", defaultValue = "1", description = "Runs of each scenario. Default: ${DEFAULT-VALUE}.")
     int runs;
 
+    @Option(names = "--warmup-runs", paramLabel = "N", defaultValue = "1",
+            description = "Migrations of the idle unlimited scenario run first and not counted, as a benchmark "
+                    + "harness warms up: the JIT compiles the migration's code during a JVM's first migrations, "
+                    + "on the cores the migration needs. Their figures are printed. 0 measures a cold JVM, as a "
+                    + "single ferry migrate is. Default: ${DEFAULT-VALUE}.")
+    int warmupRuns;
+
     @Option(names = "--only", paramLabel = "TEXT", description = "Run only the scenarios whose name contains TEXT.")
     String only;
 
@@ -99,14 +106,20 @@ final class MigrationBench implements Callable<Integer> {
     private record Scenario(String name, Pattern pattern, double rate, long maxBandwidth) {
     }
 
-    /** A Ferry run's figures and the CPU-seconds the process spent on it. */
-    private record FerryRun(MigrationStats stats, double cpuSeconds) {
+    /**
+     * A Ferry run's figures, the CPU-seconds the process spent on it, and whether the destination
+     * ran the guest and found its RAM as the source's.
+     */
+    private record FerryRun(MigrationStats stats, double cpuSeconds, boolean destinationOk, boolean verified) {
     }
 
     @Override
     public Integer call() throws Exception {
         if (runs < 1 || runs > 20) {
             throw new IllegalArgumentException("--runs must be 1 to 20");
+        }
+        if (warmupRuns < 0 || warmupRuns > 5) {
+            throw new IllegalArgumentException("--warmup-runs must be 0 to 5");
         }
         if (timelineDir != null && !java.nio.file.Files.isDirectory(timelineDir)) {
             throw new IllegalArgumentException("--timeline-dir " + timelineDir + ": no such directory");
@@ -138,7 +151,29 @@ final class MigrationBench implements Callable<Integer> {
         List<Double> baselines = new ArrayList<>();
         // Each idle unlimited run's throughput over the TCP copy measured right after it.
         List<Double> wireRatios = new ArrayList<>();
+        List<Map<String, Object>> warmups = new ArrayList<>();
+        Scenario idleUnlimitedScenario = scenarios.getLast();
+        for (int run = 1; run <= warmupRuns; run++) {
+            err.printf("ferry bench migration: warm-up %d of %d (%s, not counted)...%n", run, warmupRuns,
+                    idleUnlimitedScenario.name());
+            FerryRun fr = migrate(bootstrap, plan, idleUnlimitedScenario, parameters(idleUnlimitedScenario, limitMs),
+                    run, new Timeline());
+            Map<String, Object> row = new LinkedHashMap<>();
+            row.put("run", run);
+            row.put("status", fr.stats().status().qemuName());
+            row.put("total-time-ms", fr.stats().totalTimeMs());
+            row.put("throughput-gib-s", round3(fr.stats().bytesPerSecondAfterSetup() / gib));
+            row.put("baseline-tcp-copy-gib-s", round3(baseline(memory)));
+            row.put("cpu-seconds", Math.round(fr.cpuSeconds() * 100) / 100.0);
+            warmups.add(row);
+        }
         if (!json) {
+            for (Map<String, Object> w : warmups) {
+                out.printf("warm-up %d (not counted): %s, %s, total %d ms, %.2f GiB/s after setup (the TCP copy "
+                                + "%.2f GiB/s), %.2f cpu s%n", (Integer) w.get("run"), idleUnlimitedScenario.name(),
+                        w.get("status"), (Long) w.get("total-time-ms"), (Double) w.get("throughput-gib-s"),
+                        (Double) w.get("baseline-tcp-copy-gib-s"), (Double) w.get("cpu-seconds"));
+            }
             out.printf("guest %s RAM, %d vCPU, accelerator %s, trackers %s; downtime-limit %d ms%n",
                     Sizes.format(memory), vcpus, plan.accelerator().name(), plan.trackerNames(), limitMs);
             out.printf("%-20s %4s %9s %9s %10s %10s %12s %6s %9s %6s%n", "scenario", "run", "total ms", "setup ms",
@@ -149,37 +184,14 @@ final class MigrationBench implements Callable<Integer> {
                 continue;
             }
             for (int run = 1; run <= runs; run++) {
-                Workload w = new Workload(sc.pattern(), 0, 0, sc.rate(), 4096, 0.1, 0.9, run);
-                MigrationParameters params = MigrationParameters.defaults().withMaxBandwidth(sc.maxBandwidth())
-                        .withDowntimeLimit(Duration.ofMillis(limitMs)).withTimeout(Duration.ofMinutes(5));
-                MigrationStats s;
-                boolean destinationOk;
-                boolean verified;
+                MigrationParameters params = parameters(sc, limitMs);
                 Timeline timeline = new Timeline();
-                double cpuSeconds;
-                // The destination is started first, as qemu-peer starts QEMU's: its RAM is made and
-                // faulted in while the source guest is built, filled and warmed up.
-                try (Incoming destination = bootstrap.incoming(MigrateCommand.totalMemory(), true,
-                        Incoming.DeviceLoad.BATCHED)) {
-                    MemoryBackend destinationRam = destination.prepareRam(memory);
-                    try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
-                        fillWithData(source.machine());
-                        source.machine().start();
-                        Thread.sleep(300);
-                        destinationRam.awaitPreallocation(PREPARE_TIMEOUT_MS);
-                        err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
-                        // Both ends run in this process: its CPU time is the migration's, source and destination
-                        // (and the guest's vCPUs, whose share an idle guest keeps small), and so is the
-                        // destination's preallocation, done before it.
-                        long cpuBefore = processCpuNanos();
-                        LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, destination, timeline);
-                        cpuSeconds = (processCpuNanos() - cpuBefore + destinationRam.preallocationCpuNanos()) / 1e9;
-                        s = o.stats();
-                        destinationOk = o.destination().isPresent();
-                        verified = o.destination().map(Incoming.Result::verified).orElse(false);
-                        o.destination().ifPresent(d -> d.machine().close());
-                    }
-                }
+                err.printf("ferry bench migration: %s, run %d...%n", sc.name(), run);
+                FerryRun fr = migrate(bootstrap, plan, sc, params, run, timeline);
+                MigrationStats s = fr.stats();
+                double cpuSeconds = fr.cpuSeconds();
+                boolean destinationOk = fr.destinationOk();
+                boolean verified = fr.verified();
                 String timelineFile = null;
                 if (timelineDir != null) {
                     java.nio.file.Path f = timelineDir.resolve(sc.name().replaceAll("[^A-Za-z0-9]+", "-")
@@ -188,8 +200,9 @@ final class MigrationBench implements Callable<Integer> {
                             "ferry bench migration: " + sc.name() + ", run " + run));
                     timelineFile = f.toString();
                 }
-                // Throughput while transferring: from the end of setup (which builds the destination
-                // machine and times the digests) to completion.
+                // Throughput while transferring: from the end of setup to the guest running at the
+                // destination (QEMU's final mbps; the source's check of the digests after it is in
+                // the total time, not here).
                 double throughput = s.bytesPerSecondAfterSetup() / gib;
                 boolean ok = s.status() == MigrationStatus.COMPLETED && destinationOk;
                 downtimeOk &= ok && s.downtimeMs() <= limitMs * 1.1;
@@ -208,6 +221,7 @@ final class MigrationBench implements Callable<Integer> {
                 row.put("total-time-ms", s.totalTimeMs());
                 row.put("setup-time-ms", s.setupTimeMs());
                 row.put("downtime-ms", s.downtimeMs());
+                row.put("verify-time-ms", s.verifyTimeMs());
                 row.put("expected-downtime-ms", s.expectedDowntimeMs());
                 row.put("throughput-gib-s", round3(throughput));
                 row.put("transferred", s.transferred());
@@ -224,7 +238,7 @@ final class MigrationBench implements Callable<Integer> {
                     row.put("baseline-tcp-copy-gib-s", round3(baseline));
                 }
                 rows.add(row);
-                ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(new FerryRun(s, cpuSeconds));
+                ferryRuns.computeIfAbsent(sc.name(), k -> new ArrayList<>()).add(fr);
                 QemuPeer.Result q = null;
                 if (qemu != null) {
                     err.printf("ferry bench migration: %s, run %d with QEMU...%n", sc.name(), run);
@@ -306,6 +320,7 @@ final class MigrationBench implements Callable<Integer> {
         }
         if (json) {
             Map<String, Object> o = new LinkedHashMap<>();
+            o.put("warm-up-runs", warmups);
             o.put("runs", rows);
             o.put("downtime-target-met", downtimeOk);
             o.put("idle-unlimited-throughput-gib-s", idleUnlimitedGiBps);
@@ -344,6 +359,38 @@ final class MigrationBench implements Callable<Integer> {
                     + "QEMU's where read (medians): %s%n", qemuOk ? "met" : "MISSED");
         }
         return check.exitStatus(downtimeOk && throughputOk && qemuOk);
+    }
+
+    private static MigrationParameters parameters(Scenario sc, long limitMs) {
+        return MigrationParameters.defaults().withMaxBandwidth(sc.maxBandwidth())
+                .withDowntimeLimit(Duration.ofMillis(limitMs)).withTimeout(Duration.ofMinutes(5));
+    }
+
+    /** Builds a destination and a source guest for {@code sc}, and migrates the one into the other. */
+    private FerryRun migrate(Bootstrap bootstrap, Plan plan, Scenario sc, MigrationParameters params, int run,
+                             Timeline timeline) throws Exception {
+        Workload w = new Workload(sc.pattern(), 0, 0, sc.rate(), 4096, 0.1, 0.9, run);
+        // The destination is started first, as qemu-peer starts QEMU's: its RAM is made and
+        // faulted in while the source guest is built, filled and warmed up.
+        try (Incoming destination = bootstrap.incoming(MigrateCommand.totalMemory(), true,
+                Incoming.DeviceLoad.BATCHED)) {
+            MemoryBackend destinationRam = destination.prepareRam(memory);
+            try (TrackedMachine source = bootstrap.build(plan, MachineConfig.of(memory, vcpus, w))) {
+                fillWithData(source.machine());
+                source.machine().start();
+                Thread.sleep(300);
+                destinationRam.awaitPreallocation(PREPARE_TIMEOUT_MS);
+                // Both ends run in this process: its CPU time is the migration's, source and destination
+                // (and the guest's vCPUs, whose share an idle guest keeps small), and so is the
+                // destination's preallocation, done before it.
+                long cpuBefore = processCpuNanos();
+                LoopbackMigration.Outcome o = LoopbackMigration.run(source, params, destination, timeline);
+                double cpuSeconds = (processCpuNanos() - cpuBefore + destinationRam.preallocationCpuNanos()) / 1e9;
+                o.destination().ifPresent(d -> d.machine().close());
+                return new FerryRun(o.stats(), cpuSeconds, o.destination().isPresent(),
+                        o.destination().map(Incoming.Result::verified).orElse(false));
+            }
+        }
     }
 
     private static long processCpuNanos() {

@@ -54,6 +54,18 @@ class MigrationBenchQemuTest {
         assertEquals(0.001, c.get("qemu-end-to-end-gib-s").asDouble(), c.toString());
         assertEquals(Math.round(run.get("transferred").asDouble() / (1L << 30) / (ferryTotal / 1000) * 1000) / 1000.0,
                 c.get("ferry-end-to-end-gib-s").asDouble(), c.toString());
+        // One migration warmed the JIT first; it is reported, and not among the runs.
+        JsonNode warmup = o.get("warm-up-runs");
+        assertEquals(1, warmup.size(), o.toString());
+        assertEquals("completed", warmup.get(0).get("status").asText(), warmup.toString());
+        assertEquals(1, o.get("runs").size(), o.toString());
+        // Throughput after setup runs to the guest running at the destination: the source's
+        // check of the digests after that is in the total time, not in the throughput's.
+        long transferTime = run.get("total-time-ms").asLong() - run.get("setup-time-ms").asLong()
+                - run.get("verify-time-ms").asLong();
+        assertTrue(run.get("verify-time-ms").asLong() >= 0 && transferTime > 0, run.toString());
+        assertEquals(Math.round(run.get("transferred").asDouble() / (1L << 30) / (transferTime / 1000.0) * 1000)
+                / 1000.0, run.get("throughput-gib-s").asDouble(), 0.0011, run.toString());
         // After setup, over the plain TCP copy measured right after the run.
         assertEquals(Math.round(run.get("throughput-gib-s").asDouble() / run.get("baseline-tcp-copy-gib-s").asDouble()
                 * 100) / 100.0, o.get("throughput-over-tcp-copy-median").asDouble(), 0.011, o.toString());
@@ -89,5 +101,7 @@ class MigrationBenchQemuTest {
         msg = usageError(ferry("bench", "migration", "--against-qemu", "--qemu-peer", "/bin/true", "--qemu",
                 "/nonexistent/qemu-system-x86_64"));
         assertTrue(msg.contains("apt-get install -y qemu-system-x86"), msg);
+        msg = usageError(ferry("bench", "migration", "--warmup-runs", "6"));
+        assertTrue(msg.contains("--warmup-runs must be 0 to 5"), msg);
     }
 }

@@ -34,6 +34,32 @@ public final class Convergence {
     }
 
     /**
+     * Whether, with the expected downtime already within the limit, one more pass with the guest
+     * running pays for itself: what is left is sent while the guest runs, and switchover then
+     * sends only what the guest dirties meanwhile. It pays when that would leave at most half the
+     * downtime expected now. QEMU switches over as soon as the estimate fits, so the rest of a
+     * first pass, pages never sent, goes with the guest stopped; a pass sends those at the same
+     * speed, so total time hardly changes while downtime falls to switchover's fixed cost. A guest
+     * that dirties pages faster than half the bandwidth never makes a pass pay.
+     *
+     * @param remainingBytes      dirty bytes still to send
+     * @param bytesPerSecond      measured bandwidth
+     * @param dirtyBytesPerSecond what the guest dirtied per second since the previous sync
+     * @param fixedNanos          what switchover costs whatever is left
+     */
+    public static boolean anotherPassPays(long remainingBytes, double bytesPerSecond, double dirtyBytesPerSecond,
+                                          long fixedNanos) {
+        if (remainingBytes <= 0 || bytesPerSecond <= 0) {
+            return false;
+        }
+        long now = expectedDowntimeNanos(remainingBytes, bytesPerSecond, fixedNanos);
+        double dirtiedWhileSending = Math.max(0, dirtyBytesPerSecond) * (remainingBytes / bytesPerSecond);
+        long after = expectedDowntimeNanos((long) Math.min(dirtiedWhileSending, Long.MAX_VALUE / 2.0), bytesPerSecond,
+                fixedNanos);
+        return after <= now / 2;
+    }
+
+    /**
      * QEMU's migration_trigger_throttle: in a sync period the guest dirtied more than
      * {@code triggerPercent}% of what the link sent.
      */

@@ -51,6 +51,54 @@ class ConvergenceTest {
     }
 
     @Test
+    void anotherPassPaysWhileWhatTheGuestDirtiesMeanwhileLeavesHalfTheDowntime() {
+        double gibps = 1 << 30;
+        // An idle guest: the rest is sent with it running, and switchover costs its fixed part.
+        assertTrue(Convergence.anotherPassPays(200 * MIB, gibps, 0, 10 * MS));
+        // 100 MiB/s against 1 GiB/s: a tenth of what is left comes back.
+        assertTrue(Convergence.anotherPassPays(200 * MIB, gibps, 100 * MIB, 10 * MS));
+        // Faster than half the bandwidth, the pass leaves more than half of what is left.
+        assertFalse(Convergence.anotherPassPays(200 * MIB, gibps, 600 * MIB, 0));
+        assertFalse(Convergence.anotherPassPays(200 * MIB, gibps, 2 * gibps, 10 * MS));
+        // Little left: the fixed cost is most of the downtime, and a pass cannot halve it.
+        assertFalse(Convergence.anotherPassPays(4 * MIB, gibps, 0, 10 * MS));
+        assertFalse(Convergence.anotherPassPays(0, gibps, 0, 10 * MS), "nothing left");
+        assertFalse(Convergence.anotherPassPays(200 * MIB, 0, 0, 10 * MS), "no bandwidth measured");
+        assertFalse(Convergence.anotherPassPays(200 * MIB, gibps, Double.POSITIVE_INFINITY, 10 * MS));
+    }
+
+    @Test
+    void anIdleGuestIsStoppedOnlyOnceItsFirstPassIsSent() throws Exception {
+        // 32 MiB of data over a 16 MiB/s link with a 6 s limit: the estimate fits as soon as the
+        // bandwidth is measured, when QEMU would stop the guest with ~2 s of its first pass left.
+        try (TrackedMachine src = TestSupport.guest(32 * MIB, 1, TestSupport.workload(Pattern.IDLE, 0, 33))) {
+            src.machine().ram().host().fill((byte) 0x5a);
+            Connection[] pair = Channels.inProcessPair();
+            CompletableFuture<Incoming.Result> dst = CompletableFuture.supplyAsync(() -> {
+                try (Connection c = pair[1]) {
+                    return TestSupport.incoming(32 * MIB).receive(c);
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            AtomicLong remainingAtSwitchover = new AtomicLong(-1);
+            MigrationStats stats = new Migration(src, pair[0], TestSupport.params().withMaxBandwidth(16 * MIB)
+                    .withDowntimeLimit(Duration.ofSeconds(6)).withTimeout(Duration.ofSeconds(30))).run(s -> {
+                if (s.status() == MigrationStatus.ACTIVE) {
+                    remainingAtSwitchover.set(s.remaining());
+                }
+            });
+            assertEquals(MigrationStatus.COMPLETED, stats.status(), stats.error());
+            assertTrue(remainingAtSwitchover.get() >= 0 && remainingAtSwitchover.get() < MIB,
+                    "the guest was stopped with " + remainingAtSwitchover.get() + " bytes left to send: " + stats);
+            assertTrue(stats.iterations() >= 2, "the first pass, and the one that found nothing dirty: " + stats);
+            Incoming.Result r = dst.get(30, TimeUnit.SECONDS);
+            assertTrue(r.verified());
+            r.machine().close();
+        }
+    }
+
+    @Test
     void cannotConvergeOnlyAtTheHighestThrottleWithNoPassSmallerThanTheLast() {
         assertTrue(Convergence.cannotConverge(99, 99, 1000, 1000));
         assertTrue(Convergence.cannotConverge(99, 99, 1001, 1000));

@@ -248,7 +248,7 @@ class MigrationHappyPathTest {
         assertEquals(0, s.remaining());
         assertEquals("", s.error());
         assertTrue(s.downtimeMs() >= 0 && s.downtimeMs() < 10_000);
-        assertTrue(s.totalTimeMs() >= s.setupTimeMs());
+        assertTrue(s.totalTimeMs() >= s.setupTimeMs() + s.verifyTimeMs() + s.downtimeMs(), "phases fit: " + s);
         assertTrue(s.transferred() >= s.normal() * 4096, "page data alone: " + s);
         assertEquals(0, s.throttlePercent());
         assertEquals(List.of("soft"), s.trackers());
@@ -259,7 +259,7 @@ class MigrationHappyPathTest {
         assertEquals(MigrationStatus.COMPLETED, progress.getLast().status(), "the last report is the end");
         Map<String, Object> q = s.toQemuMap();
         assertEquals("completed", q.get("status"));
-        for (String k : List.of("total-time", "setup-time", "downtime", "expected-downtime", "ram", "iterations",
+        for (String k : List.of("total-time", "setup-time", "downtime", "verify-time", "expected-downtime", "ram", "iterations",
                 "cpu-throttle-percentage")) {
             assertTrue(q.containsKey(k), k + " in " + q);
         }

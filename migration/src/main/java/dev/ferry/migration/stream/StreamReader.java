@@ -16,7 +16,7 @@ import java.nio.charset.StandardCharsets;
 public final class StreamReader implements VMStateInput {
 
     private final ReadableByteChannel channel;
-    private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 20);
+    private final ByteBuffer buffer = ByteBuffer.allocateDirect(256 << 10);
     // The buffer's whole memory as a segment, made once: copies out of it use absolute offsets.
     private final MemorySegment bufferMemory = MemorySegment.ofBuffer(buffer);
     private long consumed;

@@ -63,9 +63,21 @@ public final class StreamWriter implements AutoCloseable {
         buffer.putLong(v);
     }
 
-    /** Writes bytes (small things: names, device state). */
+    /**
+     * Writes bytes (small things: names, device state). They go through the buffer's own put,
+     * not {@link #putSegment}: a heap segment there would make the JIT's compiled page copy,
+     * which has only seen off-heap memory, deoptimize in the middle of a migration.
+     */
     public void put(byte[] bytes) throws IOException {
-        putSegment(MemorySegment.ofArray(bytes));
+        int off = 0;
+        while (off < bytes.length) {
+            if (!buffer.hasRemaining()) {
+                flush();
+            }
+            int n = Math.min(buffer.remaining(), bytes.length - off);
+            buffer.put(bytes, off, n);
+            off += n;
+        }
     }
 
     /**
@@ -82,7 +94,7 @@ public final class StreamWriter implements AutoCloseable {
         put(b);
     }
 
-    /** Writes the bytes of {@code data}, a guest page or any other memory. */
+    /** Writes the bytes of {@code data}, a guest page or other off-heap memory. */
     public void putSegment(MemorySegment data) throws IOException {
         long length = data.byteSize();
         long off = 0;

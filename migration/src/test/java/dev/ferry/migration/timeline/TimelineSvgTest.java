@@ -137,7 +137,7 @@ class TimelineSvgTest {
     }
 
     private static MigrationStats stats(MigrationStatus status, long t, long syncs, long iterations) {
-        return new MigrationStats(status, status == MigrationStatus.FAILED ? "boom" : "", t, 10, 0, 0, 0, 0, 0, 0, 0,
+        return new MigrationStats(status, status == MigrationStatus.FAILED ? "boom" : "", t, 10, 0, 0, 0, 0, 0, 0, 0, 0,
                 syncs, 0, 0, 0, iterations, 0, List.of("soft"));
     }
 
