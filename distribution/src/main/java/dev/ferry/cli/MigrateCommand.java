@@ -201,7 +201,8 @@ final class MigrateCommand implements Callable<Integer> {
         }
         out.printf("transferred      %s of %s RAM (%d pages sent, %d zero pages)%n", Sizes.format(s.transferred()),
                 Sizes.format(s.total()), s.normal(), s.duplicate());
-        out.printf("throughput       %.0f MiB/s after setup, to the guest running there%n", s.bytesPerSecondAfterSetup() / MIB);
+        out.printf("throughput       %.0f MiB/s after setup, to the guest running there%n",
+                s.bytesPerSecondAfterSetup() / MIB);
         out.printf("iterations       %d, %d dirty syncs, throttle %d%%%n", s.iterations(), s.dirtySyncCount(),
                 s.throttlePercent());
         out.printf("dirty rate       %.0f MiB/s (the guest), %.0f MiB/s sent%n", s.dirtyBytesPerSecond() / MIB,

@@ -338,8 +338,8 @@ final class MigrationBench implements Callable<Integer> {
             out.printf("target: downtime <= %d ms (limit + 10%%) in every run: %s%n", limitMs * 11 / 10,
                     downtimeOk ? "met" : "MISSED");
             if (!idleUnlimited.isEmpty()) {
-                out.printf("target: idle unlimited throughput after setup >= %.1fx the plain TCP copy of the same RAM "
-                                + "beside it: median %.2fx (%.2f GiB/s, best %.2f; the copy %.2f GiB/s), %s%n",
+                out.printf("target: idle unlimited throughput after setup (to the guest running at the destination) "
+                                + ">= %.1fx the plain TCP copy of the same RAM beside it: median %.2fx (%.2f GiB/s, best %.2f; the copy %.2f GiB/s), %s%n",
                         WIRE_RATIO_TARGET, wireRatio, median(idleUnlimited), idleUnlimitedGiBps, median(baselines),
                         throughputOk ? "met" : "MISSED");
             }

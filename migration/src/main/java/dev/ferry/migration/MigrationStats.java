@@ -30,10 +30,10 @@ import java.util.Map;
  * @param trackers         trackers used
  */
 public record MigrationStats(MigrationStatus status, String error, long totalTimeMs, long setupTimeMs,
-                             long downtimeMs, long verifyTimeMs, long expectedDowntimeMs, long transferred, long remaining, long total,
-                             long duplicate, long normal, long dirtySyncCount, long dirtyPagesRate,
-                             long pagesPerSecond, double mbps, long iterations, int throttlePercent,
-                             List<String> trackers) {
+                             long downtimeMs, long verifyTimeMs, long expectedDowntimeMs, long transferred,
+                             long remaining, long total, long duplicate, long normal, long dirtySyncCount,
+                             long dirtyPagesRate, long pagesPerSecond, double mbps, long iterations,
+                             int throttlePercent, List<String> trackers) {
 
     /** @return what the guest dirtied, in bytes per second ({@code dirtyPagesRate} in bytes) */
     public double dirtyBytesPerSecond() {

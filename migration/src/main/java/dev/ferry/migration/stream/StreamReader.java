@@ -16,6 +16,8 @@ import java.nio.charset.StandardCharsets;
 public final class StreamReader implements VMStateInput {
 
     private final ReadableByteChannel channel;
+    // As the writer's, small enough to stay in a core's L2 cache between the kernel's copy in and
+    // the copy out to guest RAM (1 MiB was measured slower).
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(256 << 10);
     // The buffer's whole memory as a segment, made once: copies out of it use absolute offsets.
     private final MemorySegment bufferMemory = MemorySegment.ofBuffer(buffer);
