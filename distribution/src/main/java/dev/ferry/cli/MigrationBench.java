@@ -61,11 +61,12 @@ final class MigrationBench implements Callable<Integer> {
     @Option(names = "--runs", defaultValue = "1", description = "Runs of each scenario. Default: ${DEFAULT-VALUE}.")
     int runs;
 
-    @Option(names = "--warmup-runs", paramLabel = "N", defaultValue = "1",
+    @Option(names = "--warmup-runs", paramLabel = "N", defaultValue = "3",
             description = "Migrations of the idle unlimited scenario run first and not counted, as a benchmark "
-                    + "harness warms up: the JIT compiles the migration's code during a JVM's first migrations, "
-                    + "on the cores the migration needs. Their figures are printed. 0 measures a cold JVM, as a "
-                    + "single ferry migrate is. Default: ${DEFAULT-VALUE}.")
+                    + "harness warms up: the JIT compiles the migration's code during a JVM's first migrations "
+                    + "(on this 2-core host the third is the first at full speed), on the cores the migration "
+                    + "needs. Their figures are printed. 0 measures a cold JVM, as a single ferry migrate is. "
+                    + "Default: ${DEFAULT-VALUE}.")
     int warmupRuns;
 
     @Option(names = "--only", paramLabel = "TEXT", description = "Run only the scenarios whose name contains TEXT.")

@@ -30,7 +30,8 @@ class MigrationBenchQemuTest {
                 + "\"downtime\": 250, \"ram\": {\"transferred\": 67108864}}'\n");
         Files.setPosixFilePermissions(peer, PosixFilePermissions.fromString("rwxr-xr-x"));
         FerryCliTest.Run r = ferry("bench", "migration", "--mem", "64M", "--only", "idle, unlimited", "--accel", "soft",
-                "--against-qemu", "--qemu-peer", peer.toString(), "--qemu", peer.toString(), "--json");
+                "--warmup-runs", "1", "--against-qemu", "--qemu-peer", peer.toString(), "--qemu", peer.toString(),
+                "--json");
         assertEquals(0, r.status(), r.err());
         assertEquals("64 idle tcg 0 1000G 300 --prefill 1 QEMU=" + peer, Files.readString(args).strip());
         JsonNode o = new ObjectMapper().readTree(r.out());

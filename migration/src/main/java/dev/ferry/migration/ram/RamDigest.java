@@ -26,17 +26,34 @@ public final class RamDigest {
     private static final MemorySegment ZERO_PAGE = Arena.global().allocate(PAGE);
     private static final int ZERO_PAGE_CRC = crc(ZERO_PAGE.asByteBuffer());
 
-    private final int[] crcs;
+    /** A buffer view covers at most this much RAM (a ByteBuffer's capacity is an int). */
+    private static final int WINDOW_SHIFT = 30;
 
-    private RamDigest(int[] crcs) {
+    private final int[] crcs;
+    // For update: the RAM in windows of 1 GiB, and one CRC32C, reused page after page so that
+    // keeping the digest up to date allocates nothing.
+    private final ByteBuffer[] windows;
+    private final CRC32C crc = new CRC32C();
+
+    private RamDigest(int[] crcs, ByteBuffer[] windows) {
         this.crcs = crcs;
+        this.windows = windows;
     }
 
-    /** @return the digests of a block whose pages are all zero (a fresh destination) */
-    public static RamDigest ofZeroPages(long pages) {
-        int[] crcs = new int[Math.toIntExact(pages)];
+    /**
+     * @param ram a block's RAM, all zero (a fresh destination)
+     * @return its digests, which {@link #update} keeps up to date as pages are written; one thread
+     *         at a time
+     */
+    public static RamDigest ofZeroPages(MemorySegment ram) {
+        int[] crcs = new int[Math.toIntExact(ram.byteSize() / PAGE)];
         Arrays.fill(crcs, ZERO_PAGE_CRC);
-        return new RamDigest(crcs);
+        ByteBuffer[] windows = new ByteBuffer[Math.toIntExact(Math.ceilDiv(ram.byteSize(), 1L << WINDOW_SHIFT))];
+        for (int i = 0; i < windows.length; i++) {
+            long start = (long) i << WINDOW_SHIFT;
+            windows[i] = ram.asSlice(start, Math.min(1L << WINDOW_SHIFT, ram.byteSize() - start)).asByteBuffer();
+        }
+        return new RamDigest(crcs, windows);
     }
 
     /**
@@ -56,17 +73,26 @@ public final class RamDigest {
             ByteBuffer view = host.asSlice(base, (long) (end - first) * PAGE).asByteBuffer();
             CRC32C c = new CRC32C();
             for (int p = first; p < end; p++) {
+                int at = (p - first) * PAGE;
                 c.reset();
-                c.update(view.slice((p - first) * PAGE, PAGE));
+                c.update(view.limit(at + PAGE).position(at));
                 crcs[p] = (int) c.getValue();
             }
         });
-        return new RamDigest(crcs);
+        return new RamDigest(crcs, null);
     }
 
-    /** Records the contents of {@code page} as just written. */
-    public void update(long page, MemorySegment data) {
-        crcs[Math.toIntExact(page)] = crc(data.asByteBuffer());
+    /**
+     * Reads {@code page} of the RAM this digest was made for ({@link #ofZeroPages}) again, as just
+     * written.
+     */
+    public void update(long page) {
+        long offset = page * PAGE;
+        int at = (int) (offset & ((1L << WINDOW_SHIFT) - 1));
+        ByteBuffer window = windows[(int) (offset >>> WINDOW_SHIFT)];
+        crc.reset();
+        crc.update(window.limit(at + PAGE).position(at));
+        crcs[Math.toIntExact(page)] = (int) crc.getValue();
     }
 
     /** @return the block's digest */

@@ -42,12 +42,12 @@ public final class RamLoader {
             // A fresh destination's RAM is zeros (preallocation does not change that) except
             // what the machine wrote itself: those pages are read before a zero page skips them.
             java.util.BitSet written = new java.util.BitSet();
-            RamDigest digest = RamDigest.ofZeroPages(b.pages());
+            RamDigest digest = RamDigest.ofZeroPages(b.host());
             int pages = Math.toIntExact(Math.ceilDiv(Math.min(b.size(), prewritten.getOrDefault(b.name(), 0L)),
                     b.pageSize()));
             written.set(0, pages);
             for (int p = 0; p < pages; p++) {
-                digest.update(p, b.host().asSlice((long) p * b.pageSize(), b.pageSize()));
+                digest.update(p);
             }
             blocks.put(b.name(), new Target(b, digest, written));
         }
@@ -109,20 +109,21 @@ public final class RamLoader {
                     throw new StreamException(at, String.format(
                             "page offset 0x%x outside RAM block %s of 0x%x bytes", addr, current.name(), current.size()));
                 }
-                MemorySegment page = current.host().asSlice(addr, current.pageSize());
                 int index = (int) (addr / current.pageSize());
                 if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0) {
                     int fill = in.get8();
                     // As ram_handle_zero: leave a page that is already zero untouched.
                     if (fill != 0 || target.written().get(index)) {
-                        page.fill((byte) fill);
+                        current.host().asSlice(addr, current.pageSize()).fill((byte) fill);
                         target.written().set(index, fill != 0);
-                        target.digest().update(index, page);
+                        target.digest().update(index);
                     }
                 } else {
-                    in.getInto(page);
+                    // Into the block at the page's offset, not through a slice of it: a page
+                    // costs no allocation.
+                    in.getInto(current.host(), addr, current.pageSize());
                     target.written().set(index);
-                    target.digest().update(index, page);
+                    target.digest().update(index);
                 }
                 pagesLoaded++;
                 flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);

@@ -283,8 +283,9 @@ public final class RamSaver {
         MemfdRamBlock block = s.block;
         int pageSize = block.pageSize();
         long offset = page * pageSize;
-        MemorySegment data = block.host().asSlice(offset, pageSize);
-        boolean zero = data.mismatch(RamDigest.zeroPage()) == -1;
+        MemorySegment ram = block.host();
+        // Offsets into the block rather than a slice of it: a page costs no allocation.
+        boolean zero = MemorySegment.mismatch(ram, offset, offset + pageSize, RamDigest.zeroPage(), 0, pageSize) == -1;
         out.put64(offset | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE)
                 | (sameBlock ? QemuFormat.RAM_FLAG_CONTINUE : 0));
         if (!sameBlock) {
@@ -294,7 +295,7 @@ public final class RamSaver {
             out.put8(0);
             zeroPages++;
         } else {
-            out.putSegment(data);
+            out.putSegment(ram, offset, pageSize);
             normalPages++;
         }
     }

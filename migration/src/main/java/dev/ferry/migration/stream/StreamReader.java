@@ -139,7 +139,11 @@ public final class StreamReader implements VMStateInput {
      * {@link StreamWriter} for why the kernel should not touch guest pages itself.
      */
     public void getInto(MemorySegment dst) throws IOException {
-        long length = dst.byteSize();
+        getInto(dst, 0, dst.byteSize());
+    }
+
+    /** Reads exactly {@code length} bytes into {@code dst} from {@code offset} on, as {@link #getInto(MemorySegment)}. */
+    public void getInto(MemorySegment dst, long offset, long length) throws IOException {
         long off = 0;
         while (off < length) {
             if (!buffer.hasRemaining()) {
@@ -157,7 +161,7 @@ public final class StreamReader implements VMStateInput {
                 continue;
             }
             int n = (int) Math.min(buffer.remaining(), length - off);
-            MemorySegment.copy(bufferMemory, buffer.position(), dst, off, n);
+            MemorySegment.copy(bufferMemory, buffer.position(), dst, offset + off, n);
             buffer.position(buffer.position() + n);
             off += n;
             consumed += n;

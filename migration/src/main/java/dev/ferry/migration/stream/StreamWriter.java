@@ -94,16 +94,20 @@ public final class StreamWriter implements AutoCloseable {
         put(b);
     }
 
-    /** Writes the bytes of {@code data}, a guest page or other off-heap memory. */
+    /** Writes the bytes of {@code data}, off-heap memory. */
     public void putSegment(MemorySegment data) throws IOException {
-        long length = data.byteSize();
+        putSegment(data, 0, data.byteSize());
+    }
+
+    /** Writes {@code length} bytes of {@code data} from {@code offset} on: a guest page, with no slice made. */
+    public void putSegment(MemorySegment data, long offset, long length) throws IOException {
         long off = 0;
         while (off < length) {
             if (!buffer.hasRemaining()) {
                 flush();
             }
             int n = (int) Math.min(buffer.remaining(), length - off);
-            MemorySegment.copy(data, off, bufferMemory, buffer.position(), n);
+            MemorySegment.copy(data, offset + off, bufferMemory, buffer.position(), n);
             buffer.position(buffer.position() + n);
             off += n;
         }
