@@ -53,6 +53,8 @@ public final class RamSaver {
         final DirtyBitmap bitmap;
         final DirtyBitmap clearBitmap;
         long cursor;
+        /** The dirty bits the send loop took from the word just before the cursor. */
+        long taken;
 
         BlockState(MemfdRamBlock block, int clearShift) {
             this.block = block;
@@ -178,6 +180,12 @@ public final class RamSaver {
         return done;
     }
 
+    /**
+     * The burst's loop, a bitmap word at a time: the lock is held throughout, so the dirty bits
+     * of a whole word are taken at once (one atomic operation and one clear-bitmap check per 64
+     * pages, not two atomic operations per page), and those a burst ends before sending are put
+     * back.
+     */
     private boolean sendLockedOnce(StreamWriter out, long deadline, long limit) throws IOException {
         bitmapLock.lock();
         lockAcquisitions++;
@@ -185,21 +193,64 @@ public final class RamSaver {
             MemfdRamBlock lastSent = null;
             int checked = 0;
             while (true) {
-                // The budget is checked before every page (position() is cheap), so a burst
-                // overshoots max-bandwidth by one page at most; the clock only every 64 pages.
-                if (out.position() >= limit || (++checked & 63) == 0 && System.nanoTime() >= deadline) {
+                if (out.position() >= limit) {
                     return false;
                 }
-                BlockState s = nextDirtyPage();
+                BlockState s = takeNextDirtyWord();
                 if (s == null) {
                     return true;
                 }
-                savePage(out, s, s.cursor - 1, s.block == lastSent);
-                lastSent = s.block;
+                long bits = s.taken;
+                long base = s.cursor - 64;
+                while (bits != 0) {
+                    // The budget is checked before every page (position() is cheap), so a burst
+                    // overshoots max-bandwidth by one page at most; the clock only every 64 pages.
+                    if (out.position() >= limit || (++checked & 63) == 0 && System.nanoTime() >= deadline) {
+                        dirtyPages += s.bitmap.orWord((int) (base >>> 6), bits);
+                        s.cursor = base + Long.numberOfTrailingZeros(bits);
+                        return false;
+                    }
+                    long page = base + Long.numberOfTrailingZeros(bits);
+                    bits &= bits - 1;
+                    savePage(out, s, page, s.block == lastSent);
+                    lastSent = s.block;
+                }
             }
         } finally {
             bitmapLock.unlock();
         }
+    }
+
+    /**
+     * Takes the dirty bits of the word holding the next dirty page from the cursor (all of them:
+     * bits below the cursor in that word are dirty pages too), after the log clear of its
+     * chunk; a word never spans two chunks, since the clear-bitmap shift is at least 6 (QEMU's
+     * minimum, for this reason). The bitmap lock is held.
+     *
+     * @return the block, with the bits in {@code taken} and its cursor just past the word; null
+     *         if no page is dirty
+     */
+    private BlockState takeNextDirtyWord() {
+        int emptyScans = 0;
+        while (dirtyPages > 0) {
+            BlockState s = blocks.get(cursorBlock);
+            long page = s.bitmap.nextSetBit(s.cursor);
+            if (page < 0) {
+                if (++emptyScans > blocks.size()) {
+                    throw miscounted();
+                }
+                s.cursor = 0;
+                cursorBlock = (cursorBlock + 1) % blocks.size();
+                continue;
+            }
+            logClearBeforeSending(s, page);
+            int word = (int) (page >>> 6);
+            s.taken = s.bitmap.takeWord(word);
+            dirtyPages -= Long.bitCount(s.taken);
+            s.cursor = ((long) word + 1) << 6;
+            return s;
+        }
+        return null;
     }
 
     /** QEMU before seed 002: the lock is taken for each page's bit. */
@@ -237,13 +288,8 @@ public final class RamSaver {
             BlockState s = blocks.get(cursorBlock);
             long page = s.bitmap.nextSetBit(s.cursor);
             if (page < 0) {
-                // One sweep (the rest of this block, every other block, this one from its start)
-                // finds every dirty bit. A count that still says some are dirty after it
-                // disagrees with the bitmaps: going round again would spin under the bitmap lock
-                // for ever, blocking syncs and free-page hints.
                 if (++emptyScans > blocks.size()) {
-                    throw new IllegalStateException("the RAM saver counts " + dirtyPages + " dirty pages but "
-                            + "its bitmaps hold none: the migration cannot know what to send; stopping it");
+                    throw miscounted();
                 }
                 s.cursor = 0;
                 cursorBlock = (cursorBlock + 1) % blocks.size();
@@ -266,16 +312,32 @@ public final class RamSaver {
         }
     }
 
+    /**
+     * One sweep (the rest of this block, every other block, this one from its start) finds every
+     * dirty bit. A count that still says some are dirty after it disagrees with the bitmaps:
+     * going round again would spin under the bitmap lock for ever, blocking syncs and free-page
+     * hints.
+     */
+    private IllegalStateException miscounted() {
+        return new IllegalStateException("the RAM saver counts " + dirtyPages + " dirty pages but "
+                + "its bitmaps hold none: the migration cannot know what to send; stopping it");
+    }
+
     /** QEMU's migration_bitmap_clear_dirty, with the lock already held by the caller. */
     private void clearDirty(BlockState s, long page) {
+        logClearBeforeSending(s, page);
+        if (s.bitmap.testAndClear(page)) {
+            dirtyPages--;
+        }
+    }
+
+    /** The first page sent from a chunk marked in the clear bitmap clears the chunk's dirty log first. */
+    private void logClearBeforeSending(BlockState s, long page) {
         long chunk = page >>> clearBitmapShift;
         if (s.clearBitmap.testAndClear(chunk)) {
             long chunkBytes = (long) s.block.pageSize() << clearBitmapShift;
             long start = chunk * chunkBytes;
             addressSpace.logClear(s.block, start, Math.min(chunkBytes, s.block.size() - start));
-        }
-        if (s.bitmap.testAndClear(page)) {
-            dirtyPages--;
         }
     }
 
