@@ -231,24 +231,42 @@ public final class RamSaver {
      *         if no page is dirty
      */
     private BlockState takeNextDirtyWord() {
+        BlockState s = seekDirtyPage();
+        if (s == null) {
+            return null;
+        }
+        logClearBeforeSending(s, s.cursor);
+        int word = (int) (s.cursor >>> 6);
+        s.taken = s.bitmap.takeWord(word);
+        dirtyPages -= Long.bitCount(s.taken);
+        s.cursor = ((long) word + 1) << 6;
+        return s;
+    }
+
+    /**
+     * Moves the cursor to the next dirty page, going on to the next block at the end of one;
+     * the bitmap lock is held. One sweep (the rest of this block, every other block, this one
+     * from its start) finds every dirty bit: a count that still says some are dirty after it
+     * disagrees with the bitmaps, and going round again would spin under the bitmap lock for
+     * ever, blocking syncs and free-page hints.
+     *
+     * @return the block holding it, its cursor on the page; null if no page is dirty
+     */
+    private BlockState seekDirtyPage() {
         int emptyScans = 0;
         while (dirtyPages > 0) {
             BlockState s = blocks.get(cursorBlock);
             long page = s.bitmap.nextSetBit(s.cursor);
-            if (page < 0) {
-                if (++emptyScans > blocks.size()) {
-                    throw miscounted();
-                }
-                s.cursor = 0;
-                cursorBlock = (cursorBlock + 1) % blocks.size();
-                continue;
+            if (page >= 0) {
+                s.cursor = page;
+                return s;
             }
-            logClearBeforeSending(s, page);
-            int word = (int) (page >>> 6);
-            s.taken = s.bitmap.takeWord(word);
-            dirtyPages -= Long.bitCount(s.taken);
-            s.cursor = ((long) word + 1) << 6;
-            return s;
+            if (++emptyScans > blocks.size()) {
+                throw new IllegalStateException("the RAM saver counts " + dirtyPages + " dirty pages but "
+                        + "its bitmaps hold none: the migration cannot know what to send; stopping it");
+            }
+            s.cursor = 0;
+            cursorBlock = (cursorBlock + 1) % blocks.size();
         }
         return null;
     }
@@ -283,23 +301,13 @@ public final class RamSaver {
      * @return the block holding it, whose cursor is one past the page; null if none is dirty
      */
     private BlockState nextDirtyPage() {
-        int emptyScans = 0;
-        while (dirtyPages > 0) {
-            BlockState s = blocks.get(cursorBlock);
-            long page = s.bitmap.nextSetBit(s.cursor);
-            if (page < 0) {
-                if (++emptyScans > blocks.size()) {
-                    throw miscounted();
-                }
-                s.cursor = 0;
-                cursorBlock = (cursorBlock + 1) % blocks.size();
-                continue;
-            }
-            s.cursor = page + 1;
-            clearDirty(s, page);
-            return s;
+        BlockState s = seekDirtyPage();
+        if (s == null) {
+            return null;
         }
-        return null;
+        long page = s.cursor++;
+        clearDirty(s, page);
+        return s;
     }
 
     /** For tests: makes the dirty count disagree with the bitmaps, as a bug would. */
@@ -310,17 +318,6 @@ public final class RamSaver {
         } finally {
             bitmapLock.unlock();
         }
-    }
-
-    /**
-     * One sweep (the rest of this block, every other block, this one from its start) finds every
-     * dirty bit. A count that still says some are dirty after it disagrees with the bitmaps:
-     * going round again would spin under the bitmap lock for ever, blocking syncs and free-page
-     * hints.
-     */
-    private IllegalStateException miscounted() {
-        return new IllegalStateException("the RAM saver counts " + dirtyPages + " dirty pages but "
-                + "its bitmaps hold none: the migration cannot know what to send; stopping it");
     }
 
     /** QEMU's migration_bitmap_clear_dirty, with the lock already held by the caller. */
