@@ -159,22 +159,24 @@ final class MigrationBench implements Callable<Integer> {
                     idleUnlimitedScenario.name());
             FerryRun fr = migrate(bootstrap, plan, idleUnlimitedScenario, parameters(idleUnlimitedScenario, limitMs),
                     run, new Timeline());
+            MigrationStats s = fr.stats();
+            double throughput = s.bytesPerSecondAfterSetup() / gib;
+            double baseline = baseline(memory);
+            if (!json) {
+                out.printf("warm-up %d (not counted): %s, %s, total %d ms, %.2f GiB/s after setup (the TCP copy "
+                                + "%.2f GiB/s), %.2f cpu s%n", run, idleUnlimitedScenario.name(),
+                        s.status().qemuName(), s.totalTimeMs(), throughput, baseline, fr.cpuSeconds());
+            }
             Map<String, Object> row = new LinkedHashMap<>();
             row.put("run", run);
-            row.put("status", fr.stats().status().qemuName());
-            row.put("total-time-ms", fr.stats().totalTimeMs());
-            row.put("throughput-gib-s", round3(fr.stats().bytesPerSecondAfterSetup() / gib));
-            row.put("baseline-tcp-copy-gib-s", round3(baseline(memory)));
+            row.put("status", s.status().qemuName());
+            row.put("total-time-ms", s.totalTimeMs());
+            row.put("throughput-gib-s", round3(throughput));
+            row.put("baseline-tcp-copy-gib-s", round3(baseline));
             row.put("cpu-seconds", Math.round(fr.cpuSeconds() * 100) / 100.0);
             warmups.add(row);
         }
         if (!json) {
-            for (Map<String, Object> w : warmups) {
-                out.printf("warm-up %d (not counted): %s, %s, total %d ms, %.2f GiB/s after setup (the TCP copy "
-                                + "%.2f GiB/s), %.2f cpu s%n", (Integer) w.get("run"), idleUnlimitedScenario.name(),
-                        w.get("status"), (Long) w.get("total-time-ms"), (Double) w.get("throughput-gib-s"),
-                        (Double) w.get("baseline-tcp-copy-gib-s"), (Double) w.get("cpu-seconds"));
-            }
             out.printf("guest %s RAM, %d vCPU, accelerator %s, trackers %s; downtime-limit %d ms%n",
                     Sizes.format(memory), vcpus, plan.accelerator().name(), plan.trackerNames(), limitMs);
             out.printf("%-20s %4s %9s %9s %10s %10s %12s %6s %9s %6s%n", "scenario", "run", "total ms", "setup ms",
@@ -340,7 +342,8 @@ final class MigrationBench implements Callable<Integer> {
                     downtimeOk ? "met" : "MISSED");
             if (!idleUnlimited.isEmpty()) {
                 out.printf("target: idle unlimited throughput after setup (to the guest running at the destination) "
-                                + ">= %.1fx the plain TCP copy of the same RAM beside it: median %.2fx (%.2f GiB/s, best %.2f; the copy %.2f GiB/s), %s%n",
+                                + ">= %.1fx the plain TCP copy of the same RAM beside it: median %.2fx (%.2f GiB/s, "
+                                + "best %.2f; the copy %.2f GiB/s), %s%n",
                         WIRE_RATIO_TARGET, wireRatio, median(idleUnlimited), idleUnlimitedGiBps, median(baselines),
                         throughputOk ? "met" : "MISSED");
             }
