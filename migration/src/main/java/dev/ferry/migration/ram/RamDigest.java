@@ -104,11 +104,6 @@ public final class RamDigest {
         return (int) c.getValue();
     }
 
-    /** @return a page of zeros, for comparisons */
-    static MemorySegment zeroPage() {
-        return ZERO_PAGE;
-    }
-
     private static int crc(ByteBuffer data) {
         CRC32C c = new CRC32C();
         c.update(data);

@@ -8,7 +8,7 @@ import dev.ferry.migration.stream.QemuFormat;
 import dev.ferry.migration.stream.StreamWriter;
 
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantLock;
@@ -52,6 +52,8 @@ public final class RamSaver {
         final MemfdRamBlock block;
         final DirtyBitmap bitmap;
         final DirtyBitmap clearBitmap;
+        /** The block's name as the stream carries it. */
+        final byte[] idstr;
         long cursor;
         /** The dirty bits the send loop took from the word just before the cursor. */
         long taken;
@@ -60,6 +62,7 @@ public final class RamSaver {
             this.block = block;
             this.bitmap = new DirtyBitmap(block.pages());
             this.clearBitmap = new DirtyBitmap(((block.pages() - 1) >> clearShift) + 1);
+            this.idstr = block.name().getBytes(StandardCharsets.UTF_8);
         }
     }
 
@@ -340,21 +343,10 @@ public final class RamSaver {
 
     private void savePage(StreamWriter out, BlockState s, long page, boolean sameBlock) throws IOException {
         MemfdRamBlock block = s.block;
-        int pageSize = block.pageSize();
-        long offset = page * pageSize;
-        MemorySegment ram = block.host();
-        // Offsets into the block rather than a slice of it: a page costs no allocation.
-        boolean zero = MemorySegment.mismatch(ram, offset, offset + pageSize, RamDigest.zeroPage(), 0, pageSize) == -1;
-        out.put64(offset | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE)
-                | (sameBlock ? QemuFormat.RAM_FLAG_CONTINUE : 0));
-        if (!sameBlock) {
-            out.putString8(block.name());
-        }
-        if (zero) {
-            out.put8(0);
+        // The page's offset in the block rather than a slice of it: a page costs no allocation.
+        if (out.putRamPage(block.host(), page * block.pageSize(), block.pageSize(), sameBlock ? null : s.idstr)) {
             zeroPages++;
         } else {
-            out.putSegment(ram, offset, pageSize);
             normalPages++;
         }
     }

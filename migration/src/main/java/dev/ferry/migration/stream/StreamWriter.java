@@ -1,6 +1,7 @@
 package dev.ferry.migration.stream;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.WritableByteChannel;
@@ -19,6 +20,15 @@ import java.nio.charset.StandardCharsets;
  * before). The copy costs about 0.1 s per GiB where hardware paging makes the in-place path
  * cheap.
  *
+ * <p><b>Writes are whole buffers, from the caller's thread.</b> A page record may straddle two
+ * writes: every write but the last is the full 256 KiB, a multiple of the page size. Two other
+ * ways were measured slower over loopback, interleaved with this one (1 GiB idle guest):
+ * flushing early so that no record straddles (so that {@link #putRamPage} could check every
+ * page's copy; writes of 63 records of 4104 bytes) made the destination's kernel copy out of
+ * the socket four times as long, 1.8–2.1 GiB/s end to end against 3.4–3.9, with socket buffers
+ * of 512 KiB to 8 MiB alike; and a second thread writing one buffer while the caller fills the
+ * other ran at 2.1–2.6 GiB/s against 2.9–3.8.
+ *
  * <p>A page's bytes are read when it is put: if the guest writes it later, the page is dirty
  * again and will be sent again; the final pass runs with the vCPUs stopped.
  */
@@ -26,6 +36,9 @@ public final class StreamWriter implements AutoCloseable {
 
     /** Small enough to stay in a core's L2 cache between the copy in and the kernel's copy out. */
     private static final int BUFFER = 256 << 10;
+
+    /** What {@link #putRamPage} compares a page with: zeros, as many as the largest page. */
+    private static final MemorySegment ZERO_PAGE = Arena.global().allocate(64 << 10);
 
     private final WritableByteChannel channel;
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(BUFFER);
@@ -111,6 +124,63 @@ public final class StreamWriter implements AutoCloseable {
             buffer.position(buffer.position() + n);
             off += n;
         }
+    }
+
+    /**
+     * Writes one RAM page record, as QEMU's ram_save_page and save_zero_page: the header (the
+     * page's offset in its block, {@link QemuFormat#RAM_FLAG_CONTINUE} when {@code idstr} is
+     * null), the block's idstr otherwise, then the page; or, when the page holds only zeros, the
+     * header with {@link QemuFormat#RAM_FLAG_ZERO} and one byte of zero.
+     *
+     * <p>Where the record fits in the buffer, the page is copied first and the copy checked: guest
+     * RAM is read once, by the copy, whose loads go out together, where a check first waits for
+     * the page's first cache line from memory before the copy starts. The check reads the copy
+     * from L1 and, on a page with data, stops at its first word; a zero page's copy is taken back.
+     * A record that would straddle the buffer's end is checked in guest RAM first and split, so
+     * that writes stay whole buffers. Interleaved over loopback, 1 GiB idle guest, 15 runs each:
+     * throughput over the TCP copy 0.90 against 0.85 (medians), CPU 1.47 s against 1.51.
+     *
+     * @param ram      the block's memory, off-heap
+     * @param offset   the page's offset in the block
+     * @param pageSize at most 64 KiB
+     * @param idstr    the block's name in UTF-8 (at most 255 bytes), or null if the record
+     *                 continues the block of the previous one
+     * @return true if the page was sent as a zero page
+     */
+    public boolean putRamPage(MemorySegment ram, long offset, int pageSize, byte[] idstr) throws IOException {
+        if (pageSize > ZERO_PAGE.byteSize()) {
+            throw new IllegalArgumentException("RAM page of " + pageSize + " bytes: at most 64 KiB");
+        }
+        long flags = idstr == null ? QemuFormat.RAM_FLAG_CONTINUE : 0;
+        if (buffer.remaining() < 8 + (idstr == null ? 0 : 1 + idstr.length) + pageSize) {
+            boolean zero = MemorySegment.mismatch(ram, offset, offset + pageSize, ZERO_PAGE, 0, pageSize) == -1;
+            put64(offset | flags | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE));
+            if (idstr != null) {
+                put8(idstr.length);
+                put(idstr);
+            }
+            if (zero) {
+                put8(0);
+            } else {
+                putSegment(ram, offset, pageSize);
+            }
+            return zero;
+        }
+        int at = buffer.position();
+        buffer.putLong(offset | flags | QemuFormat.RAM_FLAG_PAGE);
+        if (idstr != null) {
+            buffer.put((byte) idstr.length).put(idstr);
+        }
+        int data = buffer.position();
+        MemorySegment.copy(ram, offset, bufferMemory, data, pageSize);
+        if (MemorySegment.mismatch(bufferMemory, data, data + pageSize, ZERO_PAGE, 0, pageSize) != -1) {
+            buffer.position(data + pageSize);
+            return false;
+        }
+        buffer.putLong(at, offset | flags | QemuFormat.RAM_FLAG_ZERO);
+        buffer.put(data, (byte) 0);
+        buffer.position(data + 1);
+        return true;
     }
 
     /** @return bytes handed to this writer so far, flushed or not */

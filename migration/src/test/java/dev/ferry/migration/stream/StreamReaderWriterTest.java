@@ -5,9 +5,11 @@ import org.junit.jupiter.api.Test;
 import java.io.ByteArrayOutputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.WritableByteChannel;
+import java.nio.charset.StandardCharsets;
 import java.util.Random;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -118,6 +120,49 @@ class StreamReaderWriterTest {
         assertEquals(bytes.length, r.offset());
         StreamException end = assertThrows(StreamException.class, r::get8);
         assertEquals(bytes.length, end.offset());
+    }
+
+    /**
+     * A page record is decided after its copy where it fits the buffer, and before it where it
+     * straddles the buffer's end: either way a zero page goes as a zero record and any other page
+     * whole, whatever the buffer held before.
+     */
+    @Test
+    void ramPagesAreSentInFullOrAsZeroPagesAcrossBufferBoundaries() throws Exception {
+        Trickle ch = new Trickle(70_000);
+        StreamWriter w = new StreamWriter(ch);
+        MemorySegment ram = Arena.ofAuto().allocate(4096L * 4);
+        ram.set(ValueLayout.JAVA_BYTE, 4096 + 4095, (byte) 1); // page 1: one byte, at its end
+        ram.set(ValueLayout.JAVA_BYTE, 3 * 4096, (byte) 9);    // page 3: at its start
+        byte[] name = "pc.ram".getBytes(StandardCharsets.UTF_8);
+        int records = 300; // over the buffer several times, records straddling its end
+        for (int i = 0; i < records; i++) {
+            int page = i % 4;
+            boolean zero = w.putRamPage(ram, page * 4096L, 4096, i % 5 == 0 ? name : null);
+            assertEquals(page == 0 || page == 2, zero, "page " + page);
+            w.put8(0x5a); // a marker after each record: a record's wrong length shows at once
+        }
+        w.flush();
+        StreamReader r = new StreamReader(dribble(ch.bytes.toByteArray(), 9000));
+        MemorySegment into = Arena.ofAuto().allocate(4096);
+        for (int i = 0; i < records; i++) {
+            int page = i % 4;
+            boolean zero = page == 0 || page == 2;
+            long flags = (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE)
+                    | (i % 5 == 0 ? 0 : QemuFormat.RAM_FLAG_CONTINUE);
+            assertEquals(page * 4096L | flags, r.get64(), "record " + i);
+            if (i % 5 == 0) {
+                assertEquals("pc.ram", r.getString8());
+            }
+            if (zero) {
+                assertEquals(0, r.get8());
+            } else {
+                r.getInto(into);
+                assertEquals(-1, into.mismatch(ram.asSlice(page * 4096L, 4096)), "record " + i);
+            }
+            assertEquals(0x5a, r.get8(), "record " + i);
+        }
+        assertThrows(StreamException.class, r::get8);
     }
 
     @Test
