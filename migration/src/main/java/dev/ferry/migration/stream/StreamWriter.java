@@ -146,10 +146,14 @@ public final class StreamWriter implements AutoCloseable {
      * @param idstr    the block's name in UTF-8 (at most 255 bytes), or null if the record
      *                 continues the block of the previous one
      * @return true if the page was sent as a zero page
+     * @throws IllegalArgumentException if the page or the name is too long
      */
     public boolean putRamPage(MemorySegment ram, long offset, int pageSize, byte[] idstr) throws IOException {
         if (pageSize > ZERO_PAGE.byteSize()) {
             throw new IllegalArgumentException("RAM page of " + pageSize + " bytes: at most 64 KiB");
+        }
+        if (idstr != null && idstr.length > 255) {
+            throw new IllegalArgumentException("RAM block name of " + idstr.length + " bytes: at most 255");
         }
         long flags = idstr == null ? QemuFormat.RAM_FLAG_CONTINUE : 0;
         if (buffer.remaining() < 8 + (idstr == null ? 0 : 1 + idstr.length) + pageSize) {

@@ -163,6 +163,7 @@ class StreamReaderWriterTest {
             assertEquals(0x5a, r.get8(), "record " + i);
         }
         assertThrows(StreamException.class, r::get8);
+        assertThrows(IllegalArgumentException.class, () -> w.putRamPage(ram, 0, 4096, new byte[256]));
     }
 
     @Test
