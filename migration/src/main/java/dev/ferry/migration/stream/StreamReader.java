@@ -154,7 +154,7 @@ public final class StreamReader implements VMStateInput {
     /**
      * Reads exactly {@code length} bytes into {@code dst} from {@code offset} on: what the buffer
      * holds is copied, the rest the kernel reads from the channel straight into {@code dst} (for
-     * a run of pages: see {@link StreamWriter}). {@code dst} must be off-heap.
+     * a run of pages: see {@link StreamWriter}).
      */
     public void getDirect(MemorySegment dst, long offset, long length) throws IOException {
         int buffered = (int) Math.min(buffer.remaining(), length);

@@ -21,9 +21,10 @@ import java.nio.charset.StandardCharsets;
  * kernel's first access to each page of a user mapping costs a fault of its own, so a 1 GiB
  * guest sent from its mapping ran at 0.7–0.9 GiB/s over loopback, against 1.4–2.1 GiB/s with
  * each page first copied into this buffer. Sent from the memfd, with the destination reading
- * straight into its RAM ({@link StreamReader#getDirect}), 1 GiB went over loopback at 4.1–5.0
- * GiB/s against 2.8–3.9 for the same bytes copied through buffers at both ends (interleaved,
- * 6 rounds). Elsewhere (a file, a pipe) each page is copied into this buffer, and the stream
+ * straight into its RAM ({@link StreamReader#getDirect}), the bytes of 1 GiB alone went over
+ * loopback at 4.1–5.0 GiB/s against 2.8–3.9 copied through buffers at both ends, and a 1 GiB
+ * idle migration at 3.7–3.9 GiB/s against 3.1–3.4 with pages copied (interleaved runs, medians).
+ * On any other channel (a file, a pipe) each page is copied into this buffer, and the stream
  * stays QEMU's.
  *
  * <p><b>Writes are whole buffers, from the caller's thread.</b> A page record may straddle two
@@ -200,7 +201,7 @@ public final class StreamWriter implements AutoCloseable {
 
     /**
      * Writes {@code pages} pages of {@code block} from {@code offset} on, next to each other:
-     * each zero page as a zero page (see {@link #putZeroPage}), each run of pages with data
+     * each zero page as a zero page (as {@link #putRamPage} does), each run of pages with data
      * between them as one record ({@link QemuFormat#RAM_FLAG_PAGES}: the first page's offset,
      * {@link QemuFormat#RAM_FLAG_CONTINUE} when {@code idstr} is null, else the block's idstr;
      * {@code be32} count; the pages), whose pages the kernel reads from the block's memfd (see
@@ -251,8 +252,8 @@ public final class StreamWriter implements AutoCloseable {
         written += to - from;
     }
 
-    /** Writes a zero page: the header with {@link QemuFormat#RAM_FLAG_ZERO} and one byte of zero (save_zero_page). */
-    public void putZeroPage(long offset, byte[] idstr) throws IOException {
+    /** A zero page: the header with {@link QemuFormat#RAM_FLAG_ZERO} and one byte of zero (save_zero_page). */
+    private void putZeroPage(long offset, byte[] idstr) throws IOException {
         putHeader(offset | QemuFormat.RAM_FLAG_ZERO, idstr);
         put8(0);
     }
