@@ -22,10 +22,12 @@ import java.nio.charset.StandardCharsets;
  * guest sent from its mapping ran at 0.7–0.9 GiB/s over loopback, against 1.4–2.1 GiB/s with
  * each page first copied into this buffer. Sent from the memfd, with the destination reading
  * straight into its RAM ({@link StreamReader#getDirect}), the bytes of 1 GiB alone went over
- * loopback at 4.1–5.0 GiB/s against 2.8–3.9 copied through buffers at both ends, and a 1 GiB
- * idle migration at 3.7–3.9 GiB/s against 3.1–3.4 with pages copied (interleaved runs, medians).
- * On any other channel (a file, a pipe) each page is copied into this buffer, and the stream
- * stays QEMU's.
+ * loopback at 4.1–5.0 GiB/s against 2.8–3.9 copied through buffers at both ends, with a quarter
+ * less CPU on the sending thread. A 1 GiB idle migration gained less: 3.7–3.9 GiB/s against
+ * 3.1–3.4 in one interleaved series, nothing measurable in three later ones, because the
+ * destination's digest of each page it loads (CRC32C, on the loading thread) then limits the
+ * rate: the same transfer test with it ran at 2.5–3.2 GiB/s either way. On any other channel
+ * (a file, a pipe) each page is copied into this buffer, and the stream stays QEMU's.
  *
  * <p><b>Writes are whole buffers, from the caller's thread.</b> A page record may straddle two
  * writes: every write but the last is the full 256 KiB, a multiple of the page size. Two other
