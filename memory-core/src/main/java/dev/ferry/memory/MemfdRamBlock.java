@@ -137,7 +137,7 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
      * @throws IndexOutOfBoundsException if the range is not inside the block
      */
     public void transferTo(long offset, long length, WritableByteChannel target) throws IOException {
-        java.util.Objects.checkFromIndexSize(offset, length, size);
+        Objects.checkFromIndexSize(offset, length, size);
         FileChannel f = file();
         long end = offset + length;
         for (long at = offset; at < end; ) {

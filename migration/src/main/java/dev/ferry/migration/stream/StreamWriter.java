@@ -232,6 +232,10 @@ public final class StreamWriter implements AutoCloseable {
         }
         MemorySegment ram = block.host();
         long end = offset + (long) pages * pageSize;
+        if (pages < MIN_RUN_PAGES) {
+            // Too few for a run whatever their contents: skip the scan of guest RAM for zeros.
+            return putPagesCopied(ram, offset, end, pageSize, idstr);
+        }
         long withData = offset;
         int zeros = 0;
         byte[] name = idstr;
@@ -262,12 +266,7 @@ public final class StreamWriter implements AutoCloseable {
     private void putRun(MemfdRamBlock block, long from, long to, byte[] idstr) throws IOException {
         int pageSize = block.pageSize();
         if (to - from < (long) MIN_RUN_PAGES * pageSize) {
-            byte[] name = idstr;
-            for (long at = from; at < to; at += pageSize) {
-                putHeader(at | QemuFormat.RAM_FLAG_PAGE, name);
-                putSegment(block.host(), at, pageSize);
-                name = null;
-            }
+            putPagesCopied(block.host(), from, to, pageSize, idstr);
             return;
         }
         putHeader(from | QemuFormat.RAM_FLAG_PAGES, idstr);
@@ -275,6 +274,19 @@ public final class StreamWriter implements AutoCloseable {
         flush();
         block.transferTo(from, to - from, channel);
         written += to - from;
+    }
+
+    /** Pages from {@code from} to {@code to}, each as {@link #putRamPage}; @return how many were zero */
+    private int putPagesCopied(MemorySegment ram, long from, long to, int pageSize, byte[] idstr) throws IOException {
+        int zeros = 0;
+        byte[] name = idstr;
+        for (long at = from; at < to; at += pageSize) {
+            if (putRamPage(ram, at, pageSize, name)) {
+                zeros++;
+            }
+            name = null;
+        }
+        return zeros;
     }
 
     /** A zero page: the header with {@link QemuFormat#RAM_FLAG_ZERO} and one byte of zero (save_zero_page). */
