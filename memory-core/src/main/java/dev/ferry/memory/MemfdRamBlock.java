@@ -4,12 +4,7 @@ import dev.ferry.api.DirtyClient;
 import dev.ferry.api.RamBlock;
 import dev.ferry.memory.linux.Linux;
 
-import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.nio.channels.FileChannel;
-import java.nio.channels.WritableByteChannel;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.EnumMap;
 import java.util.Map;
 import java.util.Objects;
@@ -29,8 +24,6 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
     private final Map<DirtyClient, DirtyBitmap> bitmaps = new EnumMap<>(DirtyClient.class);
     private volatile int dirtyLogMask;
     private volatile boolean closed;
-    /** The memfd opened as a file, for {@link #transferTo}; made on first use. */
-    private FileChannel file;
 
     private MemfdRamBlock(String name, long size, int fd, MemorySegment host) {
         this.name = name;
@@ -123,42 +116,6 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
     @Override
     public java.util.OptionalInt fd() {
         return java.util.OptionalInt.of(fd);
-    }
-
-    /**
-     * Writes {@code [offset, offset + length)} of the block to {@code target} with the kernel
-     * reading the memfd's pages itself (sendfile, for a socket): no copy through user space on
-     * this side, and no access through this process's mapping. The bytes are those of the pages
-     * when the kernel copies them out, which may be after this returns (a socket can hold
-     * references to the pages): a caller that needs a snapshot must keep the pages from changing
-     * until the peer has read them, or, as a migration does, send again what changed since.
-     *
-     * @throws IOException if the target fails
-     * @throws IndexOutOfBoundsException if the range is not inside the block
-     */
-    public void transferTo(long offset, long length, WritableByteChannel target) throws IOException {
-        Objects.checkFromIndexSize(offset, length, size);
-        FileChannel f = file();
-        long end = offset + length;
-        for (long at = offset; at < end; ) {
-            long n = f.transferTo(at, end - at, target);
-            if (n <= 0) {
-                // A blocking channel always takes something; the file cannot be shorter than the block.
-                throw new IOException("RAM block " + name + ": the channel took none of " + (end - at) + " bytes");
-            }
-            at += n;
-        }
-    }
-
-    private synchronized FileChannel file() throws IOException {
-        if (closed) {
-            throw new IllegalStateException("RAM block " + name + " is closed");
-        }
-        if (file == null) {
-            // A new open file description of the same memfd: Java has no channel for a bare fd.
-            file = FileChannel.open(Path.of("/proc/self/fd/" + fd), StandardOpenOption.READ);
-        }
-        return file;
     }
 
     /** @return the bitmap of one client */
@@ -260,13 +217,6 @@ public final class MemfdRamBlock implements RamBlock, AutoCloseable {
     public synchronized void close() {
         if (!closed) {
             closed = true;
-            if (file != null) {
-                try {
-                    file.close();
-                } catch (IOException e) {
-                    // Nothing was written through it; the memfd itself is closed below.
-                }
-            }
             Linux.munmap(host);
             Linux.close(fd);
         }

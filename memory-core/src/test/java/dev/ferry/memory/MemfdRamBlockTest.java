@@ -58,30 +58,6 @@ class MemfdRamBlockTest {
         }
     }
 
-    /** The kernel reads the memfd's pages: what the guest wrote through the mapping, from a pipe's far end. */
-    @Test
-    void transferToSendsTheBlocksBytesThroughTheKernel() throws Exception {
-        try (MemfdRamBlock block = MemfdRamBlock.allocate("ram", 4 * 4096L)) {
-            for (int i = 0; i < 4 * 4096; i++) {
-                block.host().set(ValueLayout.JAVA_BYTE, i, (byte) (i * 13 + 1));
-            }
-            java.nio.channels.Pipe pipe = java.nio.channels.Pipe.open();
-            try (var sink = pipe.sink(); var source = pipe.source()) {
-                block.transferTo(4096 + 100, 8000, sink);
-                java.nio.ByteBuffer got = java.nio.ByteBuffer.allocate(8000);
-                while (got.hasRemaining()) {
-                    source.read(got);
-                }
-                assertEquals(-1, MemorySegment.ofArray(got.array()).mismatch(block.host().asSlice(4096 + 100, 8000)));
-                assertThrows(IndexOutOfBoundsException.class, () -> block.transferTo(3 * 4096L, 4097, sink));
-                assertThrows(IndexOutOfBoundsException.class, () -> block.transferTo(-1, 1, sink));
-                MemfdRamBlock closed = MemfdRamBlock.allocate("closed", 4096);
-                closed.close();
-                assertThrows(IllegalStateException.class, () -> closed.transferTo(0, 1, sink));
-            }
-        }
-    }
-
     @Test
     void badSizesAreRejectedWithAClearMessage() {
         for (long size : new long[] {0, -4096, 1, 4095, 4097, 64 * 1024 + 512}) {

@@ -14,13 +14,8 @@
  *     and {@code be64} size) and {@code EOS}; one PART ({@code 0x02}, id) per send burst; END
  *     ({@code 0x03}, id) with the pages left at switchover. A page is {@code be64 offset|flags}
  *     (PAGE, or ZERO plus one fill byte; CONTINUE when it is in the same block as the previous
- *     page, else the block name follows), then 4096 bytes for PAGE. Over a socket, pages with
- *     data next to each other go as one record of Ferry's, PAGES ({@code 0x400}, a bit QEMU
- *     never uses): {@code be64 offset|PAGES} (CONTINUE or the block name as above), {@code be32}
- *     count, then the pages, which the source's kernel reads from the RAM block's memfd and the
- *     destination's writes straight into its RAM (see
- *     {@link dev.ferry.migration.stream.StreamWriter}); a stream saved to a file has none. Every
- *     part ends with {@code EOS}, every section with a footer ({@code 0x7e}, id).</li>
+ *     page, else the block name follows), then 4096 bytes for PAGE. Every part ends with
+ *     {@code EOS}, every section with a footer ({@code 0x7e}, id).</li>
  * <li>One FULL section ({@code 0x04}) "cpu" per vCPU, version 1: the vCPU's state, its size
  *     fixed by the accelerator.</li>
  * <li>{@code 0x00} (EOF), then {@code 0x06}, {@code be32 len} and the JSON description

@@ -304,51 +304,6 @@ class IncomingHostileStreamTest {
                 .footer(0).bytes(), at, "RAM flags");
     }
 
-    /** A run of pages (Ferry's record over sockets) lands page by page, whatever the chunks it arrives in. */
-    @Test
-    void aRunOfPagesIsLoaded() throws Exception {
-        byte[] s = StreamBuilder.prologue().u8(QemuFormat.SECTION_PART).u32(0).run(4096, 3, (byte) 0x10)
-                .zeroPageContinue(0).eos().footer(0).u8(QemuFormat.SECTION_END).u32(0)
-                .run(StreamBuilder.RAM - 4096, 1, (byte) 0x20).eos().footer(0).cpu(1, 0).eof()
-                .description(StreamBuilder.DESCRIPTION).bytes();
-        for (int chunk : new int[]{0, 3, 700}) {
-            Incoming.Result r = receive(s, null, chunk, chunk);
-            try (Machine m = r.machine()) {
-                assertEquals(5, r.pages());
-                MemorySegment ram = m.ram().host();
-                assertEquals(0, ram.get(ValueLayout.JAVA_BYTE, 0));
-                for (int page = 1; page <= 3; page++) {
-                    assertEquals(0x10 + page - 1, ram.get(ValueLayout.JAVA_BYTE, page * 4096L));
-                    assertEquals(0x10 + page - 1, ram.get(ValueLayout.JAVA_BYTE, page * 4096L + 4095));
-                }
-                assertEquals(0, ram.get(ValueLayout.JAVA_BYTE, 4 * 4096L));
-                assertEquals(0x20, ram.get(ValueLayout.JAVA_BYTE, StreamBuilder.RAM - 1));
-            }
-        }
-    }
-
-    @Test
-    void runOfPagesOutsideTheBlockOrEmpty() throws Exception {
-        long pages = StreamBuilder.RAM / 4096;
-        for (long[] bad : new long[][]{{0, 0}, {0, pages + 1}, {4096, pages}, {StreamBuilder.RAM - 4096, 2},
-                {0, 0xffffffffL}, {0, 0x80000000L}}) {
-            StreamBuilder b = StreamBuilder.prologue().u8(QemuFormat.SECTION_PART).u32(0);
-            long at = b.size();
-            rejects(b.u64(bad[0] | QemuFormat.RAM_FLAG_PAGES).str8("pc.ram").u32((int) bad[1]).raw(new byte[8192])
-                    .eos().footer(0).bytes(), at, "run of " + bad[1] + " pages from offset 0x"
-                    + Long.toHexString(bad[0]) + ": RAM block pc.ram of 0x200000 bytes has room for 1 to "
-                    + (pages - bad[0] / 4096) + " there");
-        }
-        StreamBuilder c = StreamBuilder.prologue().u8(QemuFormat.SECTION_PART).u32(0);
-        long both = c.size();
-        rejects(c.u64(QemuFormat.RAM_FLAG_PAGES | QemuFormat.RAM_FLAG_ZERO).str8("pc.ram").u32(1).raw(new byte[4096])
-                .bytes(), both, "cannot be more than one of zero page, page and run of pages");
-        // Cut inside the run's pages: truncated, at the end of what arrived.
-        byte[] cut = StreamBuilder.prologue().u8(QemuFormat.SECTION_PART).u32(0).run(0, 4, (byte) 1).bytes();
-        byte[] shorter = Arrays.copyOf(cut, cut.length - 5000);
-        rejects(shorter, shorter.length, "truncated");
-    }
-
     @Test
     void ramBlockListAndNames() throws Exception {
         StreamBuilder b = new StreamBuilder().header().config(StreamBuilder.CONFIG)

@@ -94,17 +94,6 @@ final class StreamBuilder {
         return u64(offset | QemuFormat.RAM_FLAG_PAGE).str8("pc.ram").raw(data);
     }
 
-    /** A run of {@code count} pages from {@code offset} of pc.ram, naming the block: page i full of {@code fill + i}. */
-    StreamBuilder run(long offset, int count, byte fill) {
-        u64(offset | QemuFormat.RAM_FLAG_PAGES).str8("pc.ram").u32(count);
-        for (int i = 0; i < count; i++) {
-            byte[] data = new byte[4096];
-            java.util.Arrays.fill(data, (byte) (fill + i));
-            raw(data);
-        }
-        return this;
-    }
-
     /** A zero page at {@code offset}, continuing the block. */
     StreamBuilder zeroPageContinue(long offset) {
         return u64(offset | QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_CONTINUE).u8(0);

@@ -82,12 +82,11 @@ public final class RamLoader {
                 setupDone = true;
                 flags &= ~QemuFormat.RAM_FLAG_MEM_SIZE;
             }
-            int kinds = flags & (QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_PAGES);
-            if (kinds != 0) {
-                if (Integer.bitCount(kinds) > 1) {
-                    // No record is two kinds of page (QEMU: "Unknown combination of migration flags").
+            if ((flags & (QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE)) != 0) {
+                if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0 && (flags & QemuFormat.RAM_FLAG_PAGE) != 0) {
+                    // No page is both (QEMU: "Unknown combination of migration flags").
                     throw new StreamException(at, "unknown RAM flags 0x" + Integer.toHexString(flags)
-                            + ": a record cannot be more than one of zero page, page and run of pages");
+                            + ": a page cannot be both zero and full");
                 }
                 if (!setupDone) {
                     throw new StreamException(at, "RAM page before the RAM block list");
@@ -111,7 +110,7 @@ public final class RamLoader {
                             "page offset 0x%x outside RAM block %s of 0x%x bytes", addr, current.name(), current.size()));
                 }
                 int index = (int) (addr / current.pageSize());
-                if (kinds == QemuFormat.RAM_FLAG_ZERO) {
+                if ((flags & QemuFormat.RAM_FLAG_ZERO) != 0) {
                     int fill = in.get8();
                     // As ram_handle_zero: leave a page that is already zero untouched.
                     if (fill != 0 || target.written().get(index)) {
@@ -119,30 +118,15 @@ public final class RamLoader {
                         target.written().set(index, fill != 0);
                         target.digest().update(index);
                     }
-                    pagesLoaded++;
-                } else if (kinds == QemuFormat.RAM_FLAG_PAGE) {
+                } else {
                     // Into the block at the page's offset, not through a slice of it: a page
                     // costs no allocation.
                     in.getInto(current.host(), addr, current.pageSize());
                     target.written().set(index);
                     target.digest().update(index);
-                    pagesLoaded++;
-                } else {
-                    long pages = in.get32() & 0xffffffffL;
-                    long room = (current.size() - addr) / current.pageSize();
-                    if (pages < 1 || pages > room) {
-                        throw new StreamException(at, String.format("run of %d pages from offset 0x%x: RAM block "
-                                + "%s of 0x%x bytes has room for 1 to %d there", pages, addr, current.name(),
-                                current.size(), room));
-                    }
-                    in.getDirect(current.host(), addr, pages * current.pageSize());
-                    target.written().set(index, index + (int) pages);
-                    for (int p = index; p < index + pages; p++) {
-                        target.digest().update(p);
-                    }
-                    pagesLoaded += pages;
                 }
-                flags &= ~(kinds | QemuFormat.RAM_FLAG_CONTINUE);
+                pagesLoaded++;
+                flags &= ~(QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE | QemuFormat.RAM_FLAG_CONTINUE);
             }
             if ((flags & QemuFormat.RAM_FLAG_EOS) != 0) {
                 flags &= ~QemuFormat.RAM_FLAG_EOS;

@@ -187,16 +187,14 @@ public final class RamSaver {
      * The burst's loop, a bitmap word at a time: the lock is held throughout, so the dirty bits
      * of a whole word are taken at once (one atomic operation and one clear-bitmap check per 64
      * pages, not two atomic operations per page), and those a burst ends before sending are put
-     * back. Over a socket, the dirty pages next to each other in a word go as one run, which the
-     * kernel reads from the block's memfd ({@link StreamWriter#putRamPages}).
+     * back.
      */
     private boolean sendLockedOnce(StreamWriter out, long deadline, long limit) throws IOException {
-        boolean runs = out.sendsPageRuns();
         bitmapLock.lock();
         lockAcquisitions++;
         try {
             MemfdRamBlock lastSent = null;
-            int pagesSinceClock = 0;
+            int checked = 0;
             while (true) {
                 if (out.position() >= limit) {
                     return false;
@@ -208,32 +206,16 @@ public final class RamSaver {
                 long bits = s.taken;
                 long base = s.cursor - 64;
                 while (bits != 0) {
-                    // The budget is checked before every page or run (position() is cheap), so a
-                    // burst overshoots max-bandwidth by one page at most; the clock every 64 pages.
-                    if (out.position() >= limit || pagesSinceClock >= 64 && System.nanoTime() >= deadline) {
+                    // The budget is checked before every page (position() is cheap), so a burst
+                    // overshoots max-bandwidth by one page at most; the clock only every 64 pages.
+                    if (out.position() >= limit || (++checked & 63) == 0 && System.nanoTime() >= deadline) {
                         dirtyPages += s.bitmap.orWord((int) (base >>> 6), bits);
                         s.cursor = base + Long.numberOfTrailingZeros(bits);
                         return false;
                     }
-                    if (pagesSinceClock >= 64) {
-                        pagesSinceClock = 0;
-                    }
-                    int first = Long.numberOfTrailingZeros(bits);
-                    if (runs) {
-                        // The dirty pages next to each other from the first one on, as many as the budget takes.
-                        int run = Long.numberOfTrailingZeros(~(bits >>> first));
-                        run = (int) Math.min(run, Math.max(1, Math.ceilDiv(limit - out.position(), s.block.pageSize())));
-                        bits &= ~((run == 64 ? -1L : (1L << run) - 1) << first);
-                        int zeros = out.putRamPages(s.block, (base + first) * s.block.pageSize(), run,
-                                s.block == lastSent ? null : s.idstr);
-                        zeroPages += zeros;
-                        normalPages += run - zeros;
-                        pagesSinceClock += run;
-                    } else {
-                        bits &= bits - 1;
-                        savePage(out, s, base + first, s.block == lastSent);
-                        pagesSinceClock++;
-                    }
+                    long page = base + Long.numberOfTrailingZeros(bits);
+                    bits &= bits - 1;
+                    savePage(out, s, page, s.block == lastSent);
                     lastSent = s.block;
                 }
             }

@@ -29,14 +29,6 @@ public final class QemuFormat {
     public static final int RAM_FLAG_PAGE = 0x08;
     public static final int RAM_FLAG_EOS = 0x10;
     public static final int RAM_FLAG_CONTINUE = 0x20;
-    /**
-     * Ferry's, not QEMU's: a run of whole pages, {@code be32} count then the pages. QEMU uses no
-     * flag above 0x200 (migration/ram.c: "We can't use any flag that is bigger than 0x200", its
-     * targets' pages being as small as 1 KiB); Ferry's pages are at least 4 KiB, so this bit can
-     * never be a QEMU flag nor part of an offset. Sent only over sockets (see StreamWriter), so a
-     * stream saved to a file stays one QEMU's scripts read.
-     */
-    public static final int RAM_FLAG_PAGES = 0x400;
 
     /** The RAM section's id string and version (ram.c registers "ram" version 4). */
     public static final String RAM_SECTION = "ram";

@@ -22,15 +22,6 @@ public final class StreamReader implements VMStateInput {
     // The buffer's whole memory as a segment, made once: copies out of it use absolute offsets.
     private final MemorySegment bufferMemory = MemorySegment.ofBuffer(buffer);
     private long consumed;
-    /**
-     * Set after {@link #getDirect} read past the buffer: what follows is a record header, and
-     * the next refill reads only a little, so that a run of pages behind it goes straight into
-     * guest RAM rather than through the buffer.
-     */
-    private boolean shortRefill;
-
-    /** What a refill reads after {@link #getDirect}: any RAM record's header, name included. */
-    private static final int SHORT_REFILL = 512;
 
     public StreamReader(ReadableByteChannel channel) {
         this.channel = channel;
@@ -53,10 +44,6 @@ public final class StreamReader implements VMStateInput {
             return;
         }
         buffer.compact();
-        if (shortRefill) {
-            buffer.limit(Math.max(bytes, SHORT_REFILL));
-            shortRefill = false;
-        }
         try {
             while (buffer.position() < bytes) {
                 int n = channel.read(buffer);
@@ -146,34 +133,13 @@ public final class StreamReader implements VMStateInput {
         return new String(getBytes(len), StandardCharsets.UTF_8);
     }
 
-    /** Reads exactly {@code dst.byteSize()} bytes into memory, through the buffer. */
+    /**
+     * Reads exactly {@code dst.byteSize()} bytes into memory. They go through the buffer even
+     * when it is empty, rather than straight from the socket into guest RAM: see
+     * {@link StreamWriter} for why the kernel should not touch guest pages itself.
+     */
     public void getInto(MemorySegment dst) throws IOException {
         getInto(dst, 0, dst.byteSize());
-    }
-
-    /**
-     * Reads exactly {@code length} bytes into {@code dst} from {@code offset} on: what the buffer
-     * holds is copied, the rest the kernel reads from the channel straight into {@code dst} (for
-     * a run of pages: see {@link StreamWriter}).
-     */
-    public void getDirect(MemorySegment dst, long offset, long length) throws IOException {
-        int buffered = (int) Math.min(buffer.remaining(), length);
-        MemorySegment.copy(bufferMemory, buffer.position(), dst, offset, buffered);
-        buffer.position(buffer.position() + buffered);
-        consumed += buffered;
-        if (buffered == length) {
-            return;
-        }
-        ByteBuffer direct = dst.asSlice(offset + buffered, length - buffered).asByteBuffer();
-        while (direct.hasRemaining()) {
-            int n = channel.read(direct);
-            if (n < 0) {
-                throw new StreamException(consumed, "stream ends early (truncated) inside " + length
-                        + " bytes of data");
-            }
-            consumed += n;
-        }
-        shortRefill = true;
     }
 
     /** Reads exactly {@code length} bytes into {@code dst} from {@code offset} on, as {@link #getInto(MemorySegment)}. */

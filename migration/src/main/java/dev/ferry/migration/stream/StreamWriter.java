@@ -1,33 +1,28 @@
 package dev.ferry.migration.stream;
 
-import dev.ferry.memory.MemfdRamBlock;
-
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
 
 /**
  * Writes a migration stream (QEMU's QEMUFile, write side) through one buffer.
  *
- * <p><b>Over a socket, runs of pages are read by the kernel from their RAM block's memfd</b>
- * ({@link #putRamPages}, sendfile): no copy through this buffer, and the kernel reads the
- * file's pages, never this process's mapping of them. QEMU queues guest pages as iovecs
- * (qemu_put_buffer_async); Ferry did the same and measured it slower: on hosts that virtualise
- * page tables in software (shadow paging, PVM; the machine Ferry is developed on is one), the
- * kernel's first access to each page of a user mapping costs a fault of its own, so a 1 GiB
- * guest sent from its mapping ran at 0.7–0.9 GiB/s over loopback, against 1.4–2.1 GiB/s with
- * each page first copied into this buffer. Sent from the memfd, with the destination reading
- * straight into its RAM ({@link StreamReader#getDirect}), the bytes of 1 GiB alone went over
- * loopback at 4.1–5.0 GiB/s against 2.8–3.9 copied through buffers at both ends, with a quarter
- * less CPU on the sending thread. A 1 GiB idle migration gained less: 3.7–3.9 GiB/s against
- * 3.1–3.4 in one interleaved series, nothing measurable in three later ones, because the
- * destination's digest of each page it loads (CRC32C, on the loading thread) then limits the
- * rate: the same transfer test with it ran at 2.5–3.2 GiB/s either way. On any other channel
- * (a file, a pipe) each page is copied into this buffer, and the stream stays QEMU's.
+ * <p><b>Pages are copied, not handed to the kernel in place.</b> QEMU queues guest pages as
+ * iovecs (qemu_put_buffer_async) so that the only copy is the kernel's. Ferry did the same
+ * and measured it slower: on hosts that virtualise the guest's page tables in software
+ * (shadow paging, PVM; the machine Ferry is developed on is one), the kernel's first access
+ * to each page of a user mapping costs a fault of its own, so a 1 GiB guest sent in place ran
+ * at 0.7–0.9 GiB/s over loopback, against 1.4–2.1 GiB/s when each page is first copied into
+ * this buffer (the buffer is reused, so the kernel only ever touches pages it has touched
+ * before). The copy costs about 0.1 s per GiB where hardware paging makes the in-place path
+ * cheap. Runs of pages sent from the RAM block's memfd (sendfile) and read straight into the
+ * destination's RAM were tried too, and dropped: over loopback the destination's loading
+ * thread then spent a fifth more CPU (its copy reads the source's pages, and its digest its
+ * own RAM, from memory rather than cache) for no gain in throughput over four interleaved
+ * series of 1 GiB idle migrations.
  *
  * <p><b>Writes are whole buffers, from the caller's thread.</b> A page record may straddle two
  * writes: every write but the last is the full 256 KiB, a multiple of the page size. Two other
@@ -48,15 +43,6 @@ public final class StreamWriter implements AutoCloseable {
 
     /** What {@link #putRamPage} compares a page with: zeros, as many as the largest page. */
     private static final MemorySegment ZERO_PAGE = Arena.global().allocate(64 << 10);
-
-    /**
-     * The fewest pages sent as a run ({@link #putRamPages}); fewer are copied into the buffer. A
-     * run costs two system calls of its own (the header's write, the sendfile) and small
-     * segments for the destination to read: single-page runs, as the sparse dirty pages of a
-     * guest writing at random make, halved the throughput of a migration at 400 MiB/s of
-     * dirtying, where runs of at least 16 pages cost nothing over copying.
-     */
-    static final int MIN_RUN_PAGES = 16;
 
     private final WritableByteChannel channel;
     private final ByteBuffer buffer = ByteBuffer.allocateDirect(BUFFER);
@@ -176,7 +162,11 @@ public final class StreamWriter implements AutoCloseable {
         long flags = idstr == null ? QemuFormat.RAM_FLAG_CONTINUE : 0;
         if (buffer.remaining() < 8 + (idstr == null ? 0 : 1 + idstr.length) + pageSize) {
             boolean zero = MemorySegment.mismatch(ram, offset, offset + pageSize, ZERO_PAGE, 0, pageSize) == -1;
-            putHeader(offset | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE), idstr);
+            put64(offset | flags | (zero ? QemuFormat.RAM_FLAG_ZERO : QemuFormat.RAM_FLAG_PAGE));
+            if (idstr != null) {
+                put8(idstr.length);
+                put(idstr);
+            }
             if (zero) {
                 put8(0);
             } else {
@@ -199,112 +189,6 @@ public final class StreamWriter implements AutoCloseable {
         buffer.put(data, (byte) 0);
         buffer.position(data + 1);
         return true;
-    }
-
-    /**
-     * @return whether RAM pages go as runs the kernel reads from their block
-     *         ({@link #putRamPages}): only over a socket, where that is sendfile; a file keeps
-     *         QEMU's records, which QEMU's scripts read
-     */
-    public boolean sendsPageRuns() {
-        return channel instanceof SocketChannel;
-    }
-
-    /**
-     * Writes {@code pages} pages of {@code block} from {@code offset} on, next to each other:
-     * each zero page as a zero page (as {@link #putRamPage} does), each run of pages with data
-     * between them as one record ({@link QemuFormat#RAM_FLAG_PAGES}: the first page's offset,
-     * {@link QemuFormat#RAM_FLAG_CONTINUE} when {@code idstr} is null, else the block's idstr;
-     * {@code be32} count; the pages), whose pages the kernel reads from the block's memfd (see
-     * {@link MemfdRamBlock#transferTo}). Their bytes are those they hold when the socket copies
-     * them out: a page the guest writes meanwhile must be dirty again, as it is in a migration.
-     * For a channel that {@link #sendsPageRuns()}.
-     *
-     * @param idstr the block's name in UTF-8, or null if the first record continues the block
-     *              of the previous one
-     * @return how many of the pages were sent as zero pages
-     * @throws IllegalArgumentException if there are no pages, or the name is too long
-     */
-    public int putRamPages(MemfdRamBlock block, long offset, int pages, byte[] idstr) throws IOException {
-        int pageSize = block.pageSize();
-        if (pages < 1 || pageSize > ZERO_PAGE.byteSize()) {
-            throw new IllegalArgumentException("a run of " + pages + " RAM pages of " + pageSize + " bytes");
-        }
-        MemorySegment ram = block.host();
-        long end = offset + (long) pages * pageSize;
-        if (pages < MIN_RUN_PAGES) {
-            // Too few for a run whatever their contents: skip the scan of guest RAM for zeros.
-            return putPagesCopied(ram, offset, end, pageSize, idstr);
-        }
-        long withData = offset;
-        int zeros = 0;
-        byte[] name = idstr;
-        for (long at = offset; at < end; at += pageSize) {
-            // A page with data differs from zeros in its first word, almost always: read no further.
-            if (MemorySegment.mismatch(ram, at, at + pageSize, ZERO_PAGE, 0, pageSize) != -1) {
-                continue;
-            }
-            if (at > withData) {
-                putRun(block, withData, at, name);
-                name = null;
-            }
-            putZeroPage(at, name);
-            name = null;
-            zeros++;
-            withData = at + pageSize;
-        }
-        if (end > withData) {
-            putRun(block, withData, end, name);
-        }
-        return zeros;
-    }
-
-    /**
-     * Pages with data from {@code from} to {@code to}: as one run from the memfd if there are at
-     * least {@link #MIN_RUN_PAGES}, else each copied into the buffer as QEMU's page record.
-     */
-    private void putRun(MemfdRamBlock block, long from, long to, byte[] idstr) throws IOException {
-        int pageSize = block.pageSize();
-        if (to - from < (long) MIN_RUN_PAGES * pageSize) {
-            putPagesCopied(block.host(), from, to, pageSize, idstr);
-            return;
-        }
-        putHeader(from | QemuFormat.RAM_FLAG_PAGES, idstr);
-        put32((int) ((to - from) / pageSize));
-        flush();
-        block.transferTo(from, to - from, channel);
-        written += to - from;
-    }
-
-    /** Pages from {@code from} to {@code to}, each as {@link #putRamPage}; @return how many were zero */
-    private int putPagesCopied(MemorySegment ram, long from, long to, int pageSize, byte[] idstr) throws IOException {
-        int zeros = 0;
-        byte[] name = idstr;
-        for (long at = from; at < to; at += pageSize) {
-            if (putRamPage(ram, at, pageSize, name)) {
-                zeros++;
-            }
-            name = null;
-        }
-        return zeros;
-    }
-
-    /** A zero page: the header with {@link QemuFormat#RAM_FLAG_ZERO} and one byte of zero (save_zero_page). */
-    private void putZeroPage(long offset, byte[] idstr) throws IOException {
-        putHeader(offset | QemuFormat.RAM_FLAG_ZERO, idstr);
-        put8(0);
-    }
-
-    /** A RAM record's header: the word, then the idstr, or {@link QemuFormat#RAM_FLAG_CONTINUE} in the word without one. */
-    private void putHeader(long word, byte[] idstr) throws IOException {
-        if (idstr != null && idstr.length > 255) {
-            throw new IllegalArgumentException("RAM block name of " + idstr.length + " bytes: at most 255");
-        }
-        put64(idstr == null ? word | QemuFormat.RAM_FLAG_CONTINUE : word);
-        if (idstr != null) {
-            put8(idstr.length);
-            put(idstr);
-        }
     }
 
     /** @return bytes handed to this writer so far, flushed or not */

@@ -1,29 +1,19 @@
 package dev.ferry.migration.stream;
 
-import dev.ferry.memory.MemfdRamBlock;
 import org.junit.jupiter.api.Test;
 
 import java.io.ByteArrayOutputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
-import java.nio.channels.ServerSocketChannel;
-import java.nio.channels.SocketChannel;
 import java.nio.channels.WritableByteChannel;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.Random;
-import java.util.Set;
-import java.util.concurrent.CompletableFuture;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -174,86 +164,6 @@ class StreamReaderWriterTest {
         }
         assertThrows(StreamException.class, r::get8);
         assertThrows(IllegalArgumentException.class, () -> w.putRamPage(ram, 0, 4096, new byte[256]));
-    }
-
-    /**
-     * Over a socket, pages next to each other go as runs the kernel reads from the memfd, split
-     * at each zero page; fewer than {@link StreamWriter#MIN_RUN_PAGES} go as QEMU's page records.
-     * The reader takes runs straight into memory, whatever it had buffered of them. Any other
-     * channel gets QEMU's records only.
-     */
-    @Test
-    void runsOfPagesGoFromTheMemfdSplitAtZeroPages() throws Exception {
-        try (MemfdRamBlock block = MemfdRamBlock.allocate("pc.ram", 128 * 4096L);
-             ServerSocketChannel server = ServerSocketChannel.open()
-                     .bind(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0));
-             SocketChannel out = SocketChannel.open(server.getLocalAddress());
-             SocketChannel in = server.accept()) {
-            MemorySegment ram = block.host();
-            Set<Integer> zero = Set.of(0, 5, 6, 20, 39, 70);
-            for (int p = 0; p < 100; p++) {
-                if (!zero.contains(p)) {
-                    ram.asSlice(p * 4096L, 4096).fill((byte) (p + 1));
-                }
-            }
-            // Its only byte at its very end: the zero check reads the whole page.
-            ram.asSlice(21 * 4096L, 4096).fill((byte) 0);
-            ram.set(ValueLayout.JAVA_BYTE, 21 * 4096L + 4095, (byte) 7);
-            StreamWriter w = new StreamWriter(out);
-            assertTrue(w.sendsPageRuns());
-            assertFalse(new StreamWriter(new Trickle(10)).sendsPageRuns());
-            CompletableFuture<Integer> sent = CompletableFuture.supplyAsync(() -> {
-                try {
-                    int zeros = w.putRamPages(block, 0, 64, "pc.ram".getBytes(StandardCharsets.UTF_8));
-                    w.put8(0x5a);
-                    zeros += w.putRamPages(block, 64 * 4096L, 36, null);
-                    w.flush();
-                    out.shutdownOutput();
-                    return zeros;
-                } catch (java.io.IOException e) {
-                    throw new java.io.UncheckedIOException(e);
-                }
-            });
-            StreamReader r = new StreamReader(in);
-            MemorySegment into = Arena.ofAuto().allocate(128 * 4096L);
-            List<String> records = new ArrayList<>();
-            for (int page = 0; page < 100; ) {
-                if (page == 64) {
-                    assertEquals(0x5a, r.get8());
-                }
-                long header = r.get64();
-                long offset = header & ~4095L;
-                assertEquals(page * 4096L, offset);
-                String name = (header & QemuFormat.RAM_FLAG_CONTINUE) != 0 ? "" : " " + r.getString8();
-                long kind = header & (QemuFormat.RAM_FLAG_PAGES | QemuFormat.RAM_FLAG_ZERO | QemuFormat.RAM_FLAG_PAGE);
-                if (kind == QemuFormat.RAM_FLAG_PAGES) {
-                    int pages = r.get32();
-                    r.getDirect(into, offset, pages * 4096L);
-                    records.add("run " + page + "+" + pages + name);
-                    page += pages;
-                } else if (kind == QemuFormat.RAM_FLAG_PAGE) {
-                    r.getInto(into, offset, 4096);
-                    String last = records.isEmpty() ? "" : records.getLast();
-                    if (last.startsWith("pages ") && last.endsWith("-" + (page - 1))) {
-                        records.set(records.size() - 1, last.substring(0, last.lastIndexOf('-') + 1) + page);
-                    } else {
-                        records.add("pages " + page + "-" + page + name);
-                    }
-                    page++;
-                } else {
-                    assertEquals(QemuFormat.RAM_FLAG_ZERO, kind);
-                    assertEquals(0, r.get8());
-                    records.add("zero " + page + name);
-                    page++;
-                }
-            }
-            assertEquals(List.of("zero 0 pc.ram", "pages 1-4", "zero 5", "zero 6", "pages 7-19", "zero 20",
-                    "run 21+18", "zero 39", "run 40+24", "pages 64-69", "zero 70", "run 71+29"), records);
-            assertEquals(6, sent.get());
-            assertEquals(-1, into.asSlice(0, 100 * 4096L).mismatch(ram.asSlice(0, 100 * 4096L)));
-            assertEquals(w.flushed(), r.offset());
-            assertThrows(StreamException.class, r::get8);
-        }
     }
 
     @Test
