@@ -20,9 +20,9 @@ import java.nio.charset.StandardCharsets;
  * before). The copy costs about 0.1 s per GiB where hardware paging makes the in-place path
  * cheap. Runs of pages sent from the RAM block's memfd (sendfile) and read straight into the
  * destination's RAM were tried too, and dropped: over loopback the destination's loading
- * thread then spent a fifth more CPU (its copy reads the source's pages, and its digest its
- * own RAM, from memory rather than cache) for no gain in throughput over four interleaved
- * series of 1 GiB idle migrations.
+ * thread then spent a fifth more CPU (the kernel's copy to it reads the source's pages, and
+ * its digest its own RAM, from memory rather than cache) for no gain in throughput over four
+ * interleaved series of 1 GiB idle migrations.
  *
  * <p><b>Writes are whole buffers, from the caller's thread.</b> A page record may straddle two
  * writes: every write but the last is the full 256 KiB, a multiple of the page size. Two other
